@@ -1,0 +1,48 @@
+# rctasks: build the C core once per Lua ABI (5.4 and 5.1/LuaJIT), run the specs, the demo.
+# `make test` and `make demo` install their own Debian packages first (scripts/deps).
+
+CC       ?= cc
+OPT      ?= -O2 -g
+WARN     := -std=c99 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
+DEFS     := -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden
+# Lua headers only: the interpreter exports the API, never link liblua into the module (TOOLCHAIN 5).
+LUA54_INC = $(shell pkg-config --cflags lua5.4)
+JIT_INC   = $(shell pkg-config --cflags luajit)
+CURL_LIBS = $(shell pkg-config --libs libcurl)
+SRC      := $(wildcard csrc/*.c)
+HDR      := $(wildcard csrc/*.h)
+
+SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+.PHONY: all build deps test demo clean lint valgrind test-asan fuzz bench sim
+
+all: build
+build: build/5.4/rctasks/core.so build/jit/rctasks/core.so
+
+build/5.4/rctasks/core.so: $(SRC) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(OPT) $(WARN) $(DEFS) $(LUA54_INC) -shared -o $@ $(SRC) $(CURL_LIBS)
+
+build/jit/rctasks/core.so: $(SRC) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(OPT) $(WARN) $(DEFS) $(JIT_INC) -shared -o $@ $(SRC) $(CURL_LIBS)
+
+# Sanitizer build for Lua 5.4; -z nodelete keeps stacks readable after Lua unloads the module (TOOLCHAIN 10).
+build/asan/rctasks/core.so: $(SRC) $(HDR)
+	@mkdir -p $(@D)
+	clang -O1 -g $(WARN) $(DEFS) $(SAN) $(LUA54_INC) -shared -Wl,-z,nodelete -o $@ $(SRC) $(CURL_LIBS)
+
+deps:
+	@scripts/deps
+
+test: deps build
+	@scripts/test
+
+demo: deps build
+	@scripts/demo
+
+lint:
+	luacheck lua bin sim spec bench examples
+
+clean:
+	rm -rf build

@@ -1,0 +1,3 @@
+/* http.c: placeholder, being written. */
+#include "rctasks.h"
+void rc_open_http(lua_State *L) { (void)L; }
