@@ -1,3 +1,631 @@
-/* http.c: placeholder, being written. */
+/* http.c: the libcurl client userdata behind core.http{...}.
+ *
+ * One client owns one reused easy handle (keep-alive across requests) and the two buffers its
+ * callbacks fill. The callbacks only append bytes; they never call Lua, so no Lua error can
+ * longjmp through libcurl. Every Lua error of h:request is raised before the per-request header
+ * list exists or after it is freed. Failures of the transfer itself return nil, code, message. */
+#include <ctype.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
 #include "rctasks.h"
-void rc_open_http(lua_State *L) { (void)L; }
+
+#define HTTP_MT "rctasks.http"
+#define HTTP_DEFAULT_TIMEOUT 30.0
+#define HTTP_DEFAULT_CONNECT_TIMEOUT 10.0
+#define HTTP_DEFAULT_MAX_BODY ((size_t)8 << 20)
+#define HTTP_MAX_HEADER_BYTES ((size_t)64 << 10)
+#define HTTP_KEEP_BODY_CAP ((size_t)1 << 20) /* above this a body buffer is freed after use */
+#define HTTP_MAX_METHOD 32
+#define HTTP_MAX_TIMEOUT_MS 2147483647.0     /* curl takes a long; cap at 2^31-1 ms (~24 days) */
+
+/* ===== Buffers ===== */
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} rc_buf;
+
+/* Append n bytes without exceeding limit. Returns 1, 0 when the limit would be passed, -1 on ENOMEM. */
+static int buf_append(rc_buf *b, const char *p, size_t n, size_t limit)
+{
+    if (n > limit || b->len > limit - n)
+        return 0;
+    if (b->len + n > b->cap) {
+        size_t need = b->len + n;
+        size_t cap = b->cap ? b->cap : 4096;
+        char *d;
+        while (cap < need)
+            cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+        if (cap > limit)
+            cap = limit;
+        d = realloc(b->data, cap);
+        if (d == NULL)
+            return -1;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 1;
+}
+
+static void buf_free(rc_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ===== The client userdata ===== */
+
+typedef struct {
+    CURL *curl;                   /* NULL once closed */
+    long timeout_ms;
+    size_t max_body;
+    rc_buf body, head;
+    int body_over, head_over, oom; /* set by callbacks, read after perform */
+    lua_Integer requests, connects;
+    char errbuf[CURL_ERROR_SIZE];
+} rc_http;
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    rc_http *h = ud;
+    int r = buf_append(&h->body, p, size * n, h->max_body);
+    if (r == 1)
+        return size * n;
+    if (r == 0)
+        h->body_over = 1;
+    else
+        h->oom = 1;
+    return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    rc_http *h = ud;
+    size_t len = size * n;
+    int r;
+    /* A new status line starts a new header block (1xx interim responses, proxies). */
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
+        h->head.len = 0;
+    r = buf_append(&h->head, p, len, HTTP_MAX_HEADER_BYTES);
+    if (r == 1)
+        return len;
+    if (r == 0)
+        h->head_over = 1;
+    else
+        h->oom = 1;
+    return 0;
+}
+
+static void http_release(rc_http *h)
+{
+    if (h->curl != NULL) {
+        curl_easy_cleanup(h->curl);
+        h->curl = NULL;
+    }
+    buf_free(&h->body);
+    buf_free(&h->head);
+}
+
+static rc_http *check_open(lua_State *L)
+{
+    rc_http *h = luaL_checkudata(L, 1, HTTP_MT);
+    if (h->curl == NULL)
+        luaL_error(L, "rctasks.http: client is closed");
+    return h;
+}
+
+/* ===== Error names ===== */
+
+#define NAME(c) case c: return #c
+static const char *curle_name(CURLcode c)
+{
+    switch (c) {
+    NAME(CURLE_UNSUPPORTED_PROTOCOL); NAME(CURLE_FAILED_INIT); NAME(CURLE_URL_MALFORMAT);
+    NAME(CURLE_COULDNT_RESOLVE_PROXY); NAME(CURLE_COULDNT_RESOLVE_HOST);
+    NAME(CURLE_COULDNT_CONNECT); NAME(CURLE_WEIRD_SERVER_REPLY); NAME(CURLE_HTTP2);
+    NAME(CURLE_PARTIAL_FILE); NAME(CURLE_WRITE_ERROR); NAME(CURLE_READ_ERROR);
+    NAME(CURLE_OUT_OF_MEMORY); NAME(CURLE_OPERATION_TIMEDOUT); NAME(CURLE_SSL_CONNECT_ERROR);
+    NAME(CURLE_ABORTED_BY_CALLBACK); NAME(CURLE_BAD_FUNCTION_ARGUMENT);
+    NAME(CURLE_TOO_MANY_REDIRECTS); NAME(CURLE_GOT_NOTHING); NAME(CURLE_SSL_ENGINE_NOTFOUND);
+    NAME(CURLE_SEND_ERROR); NAME(CURLE_RECV_ERROR); NAME(CURLE_SSL_CERTPROBLEM);
+    NAME(CURLE_SSL_CIPHER); NAME(CURLE_PEER_FAILED_VERIFICATION);
+    NAME(CURLE_BAD_CONTENT_ENCODING); NAME(CURLE_FILESIZE_EXCEEDED);
+    NAME(CURLE_SEND_FAIL_REWIND); NAME(CURLE_SSL_CACERT_BADFILE); NAME(CURLE_SSL_SHUTDOWN_FAILED);
+    NAME(CURLE_AGAIN); NAME(CURLE_SSL_CRL_BADFILE); NAME(CURLE_SSL_ISSUER_ERROR);
+    NAME(CURLE_HTTP2_STREAM);
+#if LIBCURL_VERSION_NUM >= 0x074900
+    NAME(CURLE_PROXY);
+#endif
+#if LIBCURL_VERSION_NUM >= 0x074d00
+    NAME(CURLE_SSL_CLIENTCERT);
+#endif
+#if LIBCURL_VERSION_NUM >= 0x075400
+    NAME(CURLE_UNRECOVERABLE_POLL);
+#endif
+    default: return NULL;
+    }
+}
+#undef NAME
+
+/* Push nil, code, message: the one failure tuple of this file. */
+static int push_failure(lua_State *L, const char *code, const char *msg)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, code);
+    lua_pushstring(L, msg);
+    return 3;
+}
+
+static int push_curl_failure(lua_State *L, rc_http *h, CURLcode rc)
+{
+    char num[32];
+    const char *name = curle_name(rc);
+    if (name == NULL) {
+        snprintf(num, sizeof num, "CURLE_%d", (int)rc);
+        name = num;
+    }
+    /* errbuf holds curl's own text about the connection, never a request header. */
+    return push_failure(L, name, h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc));
+}
+
+/* ===== Options ===== */
+
+static long seconds_to_ms(lua_State *L, lua_Number s, const char *what)
+{
+    lua_Number ms;
+    if (!(s > 0)) /* also rejects NaN */
+        luaL_error(L, "rctasks.http: %s must be a positive number of seconds", what);
+    ms = ceil(s * 1000.0);
+    if (ms > HTTP_MAX_TIMEOUT_MS)
+        ms = HTTP_MAX_TIMEOUT_MS;
+    return ms < 1 ? 1 : (long)ms; /* curl reads 0 as "no timeout": never round down to it */
+}
+
+typedef struct {
+    long timeout_ms, connect_timeout_ms;
+    size_t max_body;
+    const char *ca_file, *user_agent;
+} http_opts;
+
+static const char *const option_names[] = {
+    "timeout", "connect_timeout", "ca_file", "max_body", "user_agent", NULL
+};
+
+static lua_Number opt_number(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    if (lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "rctasks.http: option '%s' must be a number", k);
+    return lua_tonumber(L, -1);
+}
+
+static const char *opt_string(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "rctasks.http: option '%s' must be a string", k);
+    return lua_tostring(L, -1); /* stays valid: the table holds the string */
+}
+
+static int has_field(lua_State *L, int t, const char *k)
+{
+    int present;
+    lua_getfield(L, t, k);
+    present = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    return present;
+}
+
+/* Read and check the options table at index 1 (or nil): raises on an unknown key or a wrong type. */
+static void read_opts(lua_State *L, http_opts *o)
+{
+    o->timeout_ms = seconds_to_ms(L, HTTP_DEFAULT_TIMEOUT, "timeout");
+    o->connect_timeout_ms = seconds_to_ms(L, HTTP_DEFAULT_CONNECT_TIMEOUT, "connect_timeout");
+    o->max_body = HTTP_DEFAULT_MAX_BODY;
+    o->ca_file = o->user_agent = NULL;
+    if (lua_isnoneornil(L, 1))
+        return;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        int i, known = 0;
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "rctasks.http: option names must be strings");
+        for (i = 0; option_names[i] != NULL && !known; i++)
+            known = strcmp(lua_tostring(L, -1), option_names[i]) == 0;
+        if (!known)
+            luaL_error(L, "rctasks.http: unknown option '%s'", lua_tostring(L, -1));
+    }
+    if (has_field(L, 1, "timeout"))
+        o->timeout_ms = seconds_to_ms(L, opt_number(L, 1, "timeout"), "timeout");
+    if (has_field(L, 1, "connect_timeout"))
+        o->connect_timeout_ms =
+            seconds_to_ms(L, opt_number(L, 1, "connect_timeout"), "connect_timeout");
+    if (has_field(L, 1, "max_body")) {
+        lua_Number n = opt_number(L, 1, "max_body");
+        if (!(n >= 1 && n <= 9007199254740992.0 && (lua_Number)(size_t)n == n))
+            luaL_error(L, "rctasks.http: option 'max_body' must be a positive integer");
+        o->max_body = (size_t)n;
+    }
+    if (has_field(L, 1, "ca_file"))
+        o->ca_file = opt_string(L, 1, "ca_file");
+    if (has_field(L, 1, "user_agent"))
+        o->user_agent = opt_string(L, 1, "user_agent");
+}
+
+/* ===== Constructor ===== */
+
+static int curl_ready = 0; /* curl_global_init is process-wide by nature: a static flag is right */
+
+static CURLcode setup_handle(rc_http *h, const http_opts *o)
+{
+    char ua[128];
+    CURLcode rc = CURLE_OK;
+    CURL *c = h->curl;
+    if (o->user_agent == NULL)
+        snprintf(ua, sizeof ua, "rctasks/%s libcurl/%s", RCTASKS_VERSION,
+                 curl_version_info(CURLVERSION_NOW)->version);
+#define SET(opt, v) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, v)
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    SET(CURLOPT_SSL_VERIFYPEER, 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    if (o->ca_file != NULL)
+        SET(CURLOPT_CAINFO, o->ca_file);
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    SET(CURLOPT_TCP_NODELAY, 1L);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_body);
+    SET(CURLOPT_USERAGENT, o->user_agent != NULL ? o->user_agent : ua);
+    SET(CURLOPT_ERRORBUFFER, h->errbuf);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, (void *)h);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, (void *)h);
+#undef SET
+    return rc;
+}
+
+/* core.http{...} -> client | nil, code, message (when libcurl cannot start). */
+static int http_new(lua_State *L)
+{
+    http_opts o;
+    rc_http *h;
+    CURLcode rc;
+    read_opts(L, &o);
+    if (!curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+            return push_failure(L, "CURLE_FAILED_INIT", "curl_global_init failed");
+        curl_ready = 1;
+    }
+    h = lua_newuserdata(L, sizeof *h);
+    memset(h, 0, sizeof *h);
+    luaL_getmetatable(L, HTTP_MT);
+    lua_setmetatable(L, -2);
+    h->timeout_ms = o.timeout_ms;
+    h->max_body = o.max_body;
+    h->curl = curl_easy_init();
+    if (h->curl == NULL)
+        return push_failure(L, "ENOMEM", "out of memory");
+    rc = setup_handle(h, &o);
+    if (rc != CURLE_OK) {
+        int n = rc == CURLE_OUT_OF_MEMORY ? push_failure(L, "ENOMEM", "out of memory")
+                                          : push_curl_failure(L, h, rc);
+        http_release(h);
+        return n;
+    }
+    return 1;
+}
+
+/* ===== Request ===== */
+
+/* RFC 9110 token characters: what a method or header name may contain. */
+static int is_token(const char *s, size_t n)
+{
+    size_t i;
+    if (n == 0)
+        return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!(isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch) != NULL) || ch == 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* Raise on a malformed headers map at index t: runs before anything per-request is allocated. */
+static void check_headers(lua_State *L, int t)
+{
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        size_t nl, vl;
+        const char *name, *v;
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "rctasks.http: headers must map string names to string values");
+        name = lua_tolstring(L, -2, &nl);
+        v = lua_tolstring(L, -1, &vl);
+        if (!is_token(name, nl))
+            luaL_error(L, "rctasks.http: invalid header name");
+        /* The value is never echoed: it may be an API key. */
+        if (memchr(v, '\r', vl) != NULL || memchr(v, '\n', vl) != NULL || memchr(v, '\0', vl) != NULL)
+            luaL_error(L, "rctasks.http: header '%s' value contains CR, LF or NUL", name);
+        lua_pop(L, 1);
+    }
+}
+
+/* Build the curl header list from a checked map; never raises. Returns 0 on ENOMEM (list freed). */
+static int build_headers(lua_State *L, int t, struct curl_slist **out)
+{
+    struct curl_slist *list = NULL, *next;
+    int has_expect = 0;
+    *out = NULL;
+    if (t != 0) {
+        lua_pushnil(L);
+        while (lua_next(L, t) != 0) {
+            size_t nl, vl;
+            const char *name = lua_tolstring(L, -2, &nl);
+            const char *v = lua_tolstring(L, -1, &vl);
+            char *line = malloc(nl + vl + 3);
+            lua_pop(L, 1);
+            if (line == NULL)
+                goto oom;
+            /* "Name;" is curl's spelling of a header with an empty value ("Name:" deletes it). */
+            if (vl == 0)
+                snprintf(line, nl + 2, "%s;", name);
+            else
+                snprintf(line, nl + vl + 3, "%s: %s", name, v);
+            next = curl_slist_append(list, line);
+            free(line);
+            if (next == NULL)
+                goto oom;
+            list = next;
+            if (nl == 6 && strncasecmp(name, "expect", 6) == 0)
+                has_expect = 1;
+        }
+    }
+    /* No "Expect: 100-continue" stall on bodies unless the caller asked for it. */
+    if (!has_expect) {
+        next = curl_slist_append(list, "Expect:");
+        if (next == NULL)
+            goto oom;
+        list = next;
+    }
+    *out = list;
+    return 1;
+oom:
+    if (t != 0)
+        lua_settop(L, t); /* drop the lua_next key left on the stack */
+    curl_slist_free_all(list);
+    return 0;
+}
+
+/* Set the verb and body; a request leaves no verb or body state behind for the next one. */
+static CURLcode set_method(CURL *c, const char *method, const char *body, size_t blen)
+{
+    CURLcode rc = CURLE_OK;
+    int is_get = strcmp(method, "GET") == 0, is_head = strcmp(method, "HEAD") == 0;
+#define SET(opt, v) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, v)
+    SET(CURLOPT_POSTFIELDS, (char *)NULL);
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+    SET(CURLOPT_CUSTOMREQUEST, (char *)NULL);
+    SET(CURLOPT_HTTPGET, 1L); /* resets POST, upload and nobody */
+    if (is_head)
+        SET(CURLOPT_NOBODY, 1L);
+    if (body == NULL && (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+                         strcmp(method, "PATCH") == 0)) {
+        body = ""; /* sends Content-Length: 0, which servers expect on a bodiless POST */
+        blen = 0;
+    }
+    if (body != NULL) {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+        SET(CURLOPT_POSTFIELDS, body); /* the Lua string stays on the stack during perform */
+    }
+    if (!is_get && !is_head)
+        SET(CURLOPT_CUSTOMREQUEST, method);
+#undef SET
+    return rc;
+}
+
+/* Push the final header block as a map with lower-cased names; repeated names joined by ", ". */
+static void push_headers(lua_State *L, const char *p, size_t n)
+{
+    const char *end = p + n;
+    int first = 1;
+    lua_newtable(L);
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *line = p, *colon, *v, *ve;
+        if (eol == NULL)
+            eol = end;
+        p = eol < end ? eol + 1 : end;
+        ve = eol;
+        if (ve > line && ve[-1] == '\r')
+            ve--;
+        if (first) { /* the status line */
+            first = 0;
+            continue;
+        }
+        colon = memchr(line, ':', (size_t)(ve - line));
+        if (colon == NULL || colon == line)
+            continue;
+        {
+            luaL_Buffer b;
+            const char *q;
+            int tbl = lua_gettop(L);
+            luaL_buffinit(L, &b);
+            for (q = line; q < colon; q++)
+                luaL_addchar(&b, (char)tolower((unsigned char)*q));
+            luaL_pushresult(&b);
+            for (v = colon + 1; v < ve && (*v == ' ' || *v == '\t'); v++)
+                ;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            lua_pushvalue(L, -1);
+            lua_rawget(L, tbl);
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                lua_pushlstring(L, v, (size_t)(ve - v));
+            } else {
+                lua_pushliteral(L, ", ");
+                lua_pushlstring(L, v, (size_t)(ve - v));
+                lua_concat(L, 3);
+            }
+            lua_rawset(L, tbl);
+        }
+    }
+}
+
+/* h:request(method, url, headers|nil, body|nil, timeout|nil)
+ *   -> status, headers, body | nil, code, message */
+static int http_request(lua_State *L)
+{
+    rc_http *h = check_open(L);
+    size_t mlen, blen = 0;
+    const char *method, *url, *body = NULL;
+    int htab = 0;
+    long timeout_ms = h->timeout_ms, status = 0, conns = 0;
+    struct curl_slist *hdrs;
+    CURLcode rc;
+
+    /* Strings only: a number coerced to a method or URL is a caller's bug, not a request. */
+    luaL_checktype(L, 2, LUA_TSTRING);
+    luaL_checktype(L, 3, LUA_TSTRING);
+    method = lua_tolstring(L, 2, &mlen);
+    url = lua_tostring(L, 3);
+    if (mlen > HTTP_MAX_METHOD || !is_token(method, mlen))
+        return luaL_argerror(L, 2, "invalid HTTP method");
+    if (!lua_isnoneornil(L, 4)) {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        htab = 4;
+        check_headers(L, htab);
+    }
+    if (!lua_isnoneornil(L, 5)) {
+        luaL_checktype(L, 5, LUA_TSTRING);
+        body = lua_tolstring(L, 5, &blen);
+    }
+    if (!lua_isnoneornil(L, 6))
+        timeout_ms = seconds_to_ms(L, luaL_checknumber(L, 6), "timeout");
+    lua_settop(L, 6);
+
+    /* From here on nothing raises until the header list is freed. */
+    if (!build_headers(L, htab, &hdrs))
+        return push_failure(L, "ENOMEM", "out of memory");
+    h->body.len = h->head.len = 0;
+    h->body_over = h->head_over = h->oom = 0;
+    h->errbuf[0] = '\0';
+    rc = set_method(h->curl, method, body, blen);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(h->curl, CURLOPT_URL, url);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, hdrs);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+    if (rc == CURLE_OK) {
+        rc = curl_easy_perform(h->curl);
+        h->requests++;
+        if (curl_easy_getinfo(h->curl, CURLINFO_NUM_CONNECTS, &conns) == CURLE_OK)
+            h->connects += conns;
+        curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
+    }
+    curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, (char *)NULL); /* drop the pointer into Lua */
+    curl_slist_free_all(hdrs);
+
+    if (h->oom || rc == CURLE_OUT_OF_MEMORY)
+        return push_failure(L, "ENOMEM", "out of memory");
+    if (h->body_over || rc == CURLE_FILESIZE_EXCEEDED) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "response body larger than %lu bytes", (unsigned long)h->max_body);
+        return push_failure(L, "CURLE_FILESIZE_EXCEEDED", msg);
+    }
+    if (h->head_over) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "response headers larger than %lu bytes",
+                 (unsigned long)HTTP_MAX_HEADER_BYTES);
+        return push_failure(L, "CURLE_FILESIZE_EXCEEDED", msg);
+    }
+    if (rc != CURLE_OK)
+        return push_curl_failure(L, h, rc);
+
+    lua_pushinteger(L, (lua_Integer)status);
+    push_headers(L, h->head.data, h->head.len);
+    lua_pushlstring(L, h->body.data ? h->body.data : "", h->body.len);
+    if (h->body.cap > HTTP_KEEP_BODY_CAP) /* keep memory flat after a rare huge body */
+        buf_free(&h->body);
+    return 3;
+}
+
+/* ===== Other methods ===== */
+
+static int http_stats(lua_State *L)
+{
+    rc_http *h = luaL_checkudata(L, 1, HTTP_MT);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, h->requests);
+    lua_setfield(L, -2, "requests");
+    lua_pushinteger(L, h->connects);
+    lua_setfield(L, -2, "connects");
+    return 1;
+}
+
+static int http_close(lua_State *L)
+{
+    http_release(luaL_checkudata(L, 1, HTTP_MT));
+    return 0;
+}
+
+static int http_tostring(lua_State *L)
+{
+    rc_http *h = luaL_checkudata(L, 1, HTTP_MT);
+    lua_pushstring(L, h->curl != NULL ? "rctasks.http (open)" : "rctasks.http (closed)");
+    return 1;
+}
+
+static const luaL_Reg http_methods[] = {
+    {"request", http_request},
+    {"stats", http_stats},
+    {"close", http_close},
+    {NULL, NULL}
+};
+
+static const luaL_Reg http_meta[] = {
+    {"__gc", http_close},
+    {"__close", http_close},
+    {"__tostring", http_tostring},
+    {NULL, NULL}
+};
+
+void rc_open_http(lua_State *L)
+{
+    if (luaL_newmetatable(L, HTTP_MT)) {
+        rc_setfuncs(L, http_meta);
+        lua_newtable(L);
+        rc_setfuncs(L, http_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, "rctasks.http");
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, http_new);
+    lua_setfield(L, -2, "http");
+    lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
+    lua_setfield(L, -2, "curl_version");
+}
