@@ -14,7 +14,7 @@ HDR      := $(wildcard csrc/*.h)
 
 SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-.PHONY: all build deps test demo clean lint valgrind test-asan fuzz bench sim
+.PHONY: all build deps test demo clean lint valgrind test-asan fuzz bench sim luarocks-check
 
 all: build
 build: build/5.4/rctasks/core.so build/jit/rctasks/core.so
@@ -46,3 +46,11 @@ lint:
 
 clean:
 	rm -rf build
+
+# The rockspec installs offline into a throwaway tree and the installed module loads (5.4, LuaJIT).
+luarocks-check:
+	@scripts/luarocks-check
+
+# Leak loop: >= 1000 requests (successes and failures) through the 5.4 build under valgrind (scripts/valgrind).
+valgrind: build
+	@scripts/valgrind
