@@ -1,0 +1,40 @@
+-- rctasks.transport.curl: the default transport outside nginx, over the C core's libcurl client
+-- (one reused easy handle per client: keep-alive). It blocks the calling thread: never the
+-- default inside nginx (TOOLCHAIN 9).
+local core = require "rctasks.core"
+local errors = require "rctasks.errors"
+
+local M = {}
+M.__index = M
+
+-- Failures worth another try; those marked unsent never reached the server, so even a POST
+-- may be resent.
+local TRANSIENT = {
+  CURLE_COULDNT_CONNECT = "unsent", CURLE_COULDNT_RESOLVE_HOST = "unsent",
+  CURLE_OPERATION_TIMEDOUT = true, CURLE_GOT_NOTHING = true, CURLE_SEND_ERROR = true,
+  CURLE_RECV_ERROR = true, CURLE_PARTIAL_FILE = true, CURLE_SSL_CONNECT_ERROR = "unsent",
+  CURLE_HTTP2 = true, CURLE_HTTP2_STREAM = true,
+}
+
+-- curl.new{timeout=, connect_timeout=, ca_file=, max_body=}
+function M.new(opts)
+  opts = opts or {}
+  local cfg = {}
+  for _, k in ipairs({ "timeout", "connect_timeout", "ca_file", "max_body" }) do cfg[k] = opts[k] end
+  return setmetatable({ handle = core.http(cfg), agent = "libcurl/" .. core.curl_version }, M)
+end
+
+function M:request(req)
+  local status, headers, body = self.handle:request(req.method, req.url, req.headers, req.body, req.timeout)
+  if status then return { status = status, headers = headers, body = body } end
+  local code, message = headers, body
+  local t = TRANSIENT[code]
+  return nil, errors.new("transport", { code = code, message = message, retryable = t ~= nil,
+    unsent = t == "unsent" })
+end
+
+function M:stats() return self.handle:stats() end
+
+function M:close() self.handle:close() end
+
+return M

@@ -1,0 +1,39 @@
+-- luarocks make rockspec/rctasks-scm-1.rockspec (offline: see scripts/luarocks-check)
+rockspec_format = "3.0"
+package = "rctasks"
+version = "scm-1"
+source = { url = "git+file:///rctasks" }
+description = {
+  summary = "Redis Cloud API tasks from Lua and OpenResty: get, list, wait, with a C core",
+  detailed = [[
+rctasks polls the asynchronous tasks of the Redis Cloud REST API until they end: a libcurl
+client with keep-alive, a strict JSON decoder that keeps integers, retries and a request budget,
+workflow helpers, a cosocket transport that never blocks nginx, and a command-line tool.]],
+  license = "MIT",
+}
+dependencies = { "lua >= 5.1", "lua-cjson" }
+-- `library` only: the header check fails on Debian's multiarch curl headers (TOOLCHAIN 4).
+external_dependencies = { CURL = { library = "curl" } }
+build = {
+  type = "builtin",
+  modules = {
+    rctasks = "lua/rctasks/init.lua",
+    ["rctasks.client"] = "lua/rctasks/client.lua",
+    ["rctasks.errors"] = "lua/rctasks/errors.lua",
+    ["rctasks.retry"] = "lua/rctasks/retry.lua",
+    ["rctasks.task"] = "lua/rctasks/task.lua",
+    ["rctasks.wait"] = "lua/rctasks/wait.lua",
+    ["rctasks.workflow"] = "lua/rctasks/workflow.lua",
+    ["rctasks.cli"] = "lua/rctasks/cli.lua",
+    ["rctasks.transport.curl"] = "lua/rctasks/transport/curl.lua",
+    ["rctasks.transport.ngx"] = "lua/rctasks/transport/ngx.lua",
+    ["rctasks.core"] = {
+      sources = { "csrc/core.c", "csrc/json.c", "csrc/task.c", "csrc/http.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "curl" },
+      libdirs = { "$(CURL_LIBDIR)" },
+    },
+  },
+  install = { bin = { rctasks = "bin/rctasks" } },
+}
+test = { type = "command", command = "make test" }

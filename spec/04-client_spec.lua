@@ -1,0 +1,159 @@
+-- The client's contract without a network: configuration, URLs, headers, error values, secrets.
+local rctasks = require "rctasks"
+local fake = require "helpers.fake"
+
+local KEY, SECRET = "ak-0123456789abcdef", "sk-fedcba9876543210"
+
+local function client(answers, extra)
+  local clock = fake.clock()
+  local tr = fake.transport(answers, clock)
+  local opts = { api_key = KEY, secret_key = SECRET, base_url = "https://api.example.test/v1",
+    transport = tr, now = clock.now, sleep = clock.sleep }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return rctasks.new(opts), tr, clock
+end
+
+describe("rctasks.new", function()
+  it("raises on an unknown option, naming it", function()
+    assert.has_error(function() client({}, { timeuot = 3 }) end, "rctasks.new: unknown option 'timeuot'")
+  end)
+
+  it("raises when a key is missing or an option has the wrong type", function()
+    assert.has_error(function() rctasks.new{ secret_key = SECRET } end, "rctasks.new: api_key is missing")
+    assert.has_error(function() rctasks.new{ api_key = KEY } end, "rctasks.new: secret_key is missing")
+    assert.has_error(function() client({}, { timeout = "30" }) end)
+  end)
+
+  it("refuses http:// to anything but a loopback host", function()
+    assert.has_error(function() client({}, { base_url = "http://api.redislabs.com/v1" }) end)
+    assert.has_error(function() client({}, { base_url = "http://10.0.0.1/v1" }) end)
+    assert.has_error(function() client({}, { base_url = "ftp://127.0.0.1/v1" }) end)
+    assert.has_error(function() client({}, { base_url = "https://user:pw@api.example.test/v1" }) end)
+    for _, url in ipairs({ "http://127.0.0.1:8080/v1", "http://localhost/v1", "http://[::1]:9/v1",
+                           "https://api.example.test/v1/" }) do
+      local c = client({}, { base_url = url })
+      assert.equal(url:gsub("/$", ""), c.base_url)
+    end
+  end)
+
+  it("never shows the keys when printed", function()
+    local c = client({})
+    assert.not_matches(KEY, tostring(c), 1, true)
+    for k, v in pairs(c) do
+      assert.not_equal(KEY, v, k); assert.not_equal(SECRET, v, k)
+    end
+  end)
+
+  it("closes idempotently and refuses requests after close", function()
+    local c = client({ { 200, fake.task_body(fake.ID, "received") } })
+    c:close(); c:close()
+    assert.has_error(function() c:get(fake.ID) end, "rctasks: client is closed")
+  end)
+end)
+
+describe("client:get", function()
+  it("sends the auth, accept and user-agent headers to /tasks/{id}", function()
+    local c, tr = client({ { 200, fake.task_body(fake.ID, "received") } })
+    local t = assert(c:get(fake.ID))
+    assert.equal("received", t.status)
+    local r = tr.requests[1]
+    assert.equal("GET", r.method)
+    assert.equal("https://api.example.test/v1/tasks/" .. fake.ID, r.url)
+    assert.equal(KEY, r.headers["x-api-key"])
+    assert.matches("^rctasks/" .. rctasks.VERSION:gsub("%.", "%%.") .. " fake/1$", r.headers["user-agent"])
+  end)
+
+  it("refuses ids that could steer the URL", function()
+    local c, tr = client({ { 200, "{}" } })
+    for _, id in ipairs({ "../subscriptions", "a?b", "a#b", "a\0b", "a b", "a/b", "%2e%2e", "",
+                          string.rep("a", 10000) }) do
+      assert.has_error(function() c:get(id) end)
+    end
+    assert.has_error(function() c:get(42) end, "rctasks: task id must be a string, got number")
+    assert.equal(0, #tr.requests)
+  end)
+
+  it("returns a task with its methods", function()
+    local c = client({ { 200, fake.task_body(fake.ID, "processing-completed",
+      ',"response":{"resourceId":51055029},"links":[{"rel":"resource","type":"GET","href":"https://x/r/1"}]') } })
+    local t = assert(c:get(fake.ID))
+    assert.is_true(t:done()); assert.is_true(t:ok()); assert.is_false(t:failed())
+    assert.equal(51055029, t:resource_id())
+    assert.equal("https://x/r/1", t:link("resource"))
+    assert.equal(1715350474, math.floor(t:time()))
+    assert.equal("task " .. fake.ID .. " subscriptionCreateRequest processing-completed", tostring(t))
+  end)
+
+  it("answers an HTTP error with nil, err naming the task, its status and the API's message", function()
+    local c = client({ { 404, '{"timestamp":"2024-05-10T14:14:34Z","status":404,"error":"Not Found",' ..
+      '"message":"Task not found","path":"/v1/tasks/x"}' } })
+    local t, err = c:get(fake.ID)
+    assert.is_nil(t)
+    assert.equal("http", err.kind); assert.equal(404, err.status); assert.is_false(err.retryable)
+    assert.equal(fake.ID, err.task_id)
+    assert.equal("GET", err.method)
+    local line = tostring(err)
+    assert.matches(fake.ID, line, 1, true)
+    assert.matches("HTTP 404 Not Found: Task not found", line, 1, true)
+  end)
+
+  it("reads the title of an nginx HTML error page", function()
+    local c = client({ { 401, "<html>\r\n<head><title>401 Authorization Required</title></head>\r\n" ..
+      "<body>\r\n<center><h1>401 Authorization Required</h1></center>\r\n</body>\r\n</html>\r\n",
+      { ["content-type"] = "text/html" } } })
+    local _, err = c:get(fake.ID)
+    assert.equal(401, err.status)
+    assert.equal("HTTP 401 Unauthorized: 401 Authorization Required", err.message)
+    assert.matches("^<html>", err.body)
+  end)
+
+  it("keeps the keys out of errors even when a server echoes them", function()
+    local c = client({ { 400, '{"message":"bad key ' .. KEY .. ' / ' .. SECRET .. '"}' } })
+    local _, err = c:get(fake.ID)
+    for _, s in ipairs({ tostring(err), err.message, err.body }) do
+      assert.not_matches(KEY, s, 1, true); assert.not_matches(SECRET, s, 1, true)
+    end
+    assert.matches("[redacted]", err.message, 1, true)
+  end)
+
+  it("answers a body that is not a task with a decode error", function()
+    local c = client({ { 200, "<html>oops</html>" } })
+    local _, err = c:get(fake.ID)
+    assert.equal("decode", err.kind)
+    assert.equal(fake.ID, err.task_id)
+    assert.matches("byte", err.message)
+  end)
+
+  it("answers a transport failure with kind transport, method and url", function()
+    local c = client({ { err = { code = "CURLE_COULDNT_CONNECT", message = "refused", retryable = true,
+      unsent = true } } }, { retry = false })
+    local _, err = c:get(fake.ID)
+    assert.equal("transport", err.kind); assert.equal("CURLE_COULDNT_CONNECT", err.code)
+    assert.is_true(err.retryable)
+    assert.equal("https://api.example.test/v1/tasks/" .. fake.ID, err.url)
+  end)
+end)
+
+describe("client:list", function()
+  it("accepts the wrapped list and the bare array", function()
+    local a = fake.task_body("a", "received")
+    local b = fake.task_body("b", "processing-completed")
+    for _, body in ipairs({ '{"tasks":[' .. a .. "," .. b .. "]}", "[" .. a .. "," .. b .. "]" }) do
+      local list = assert(client({ { 200, body } }):list())
+      assert.equal(2, #list)
+      assert.equal("a", list[1].taskId); assert.is_true(list[2]:ok())
+    end
+  end)
+
+  it("treats a missing or empty tasks member as an empty list", function()
+    assert.same({}, assert(client({ { 200, "{}" } }):list()))
+    assert.same({}, assert(client({ { 200, '{"tasks":[]}' } }):list()))
+  end)
+end)
+
+describe("the default client", function()
+  it("comes from REDISCLOUD_* and says which variable is missing", function()
+    if os.getenv("REDISCLOUD_ACCESS_KEY") then return end
+    assert.has_error(function() rctasks.get(fake.ID) end, "rctasks: REDISCLOUD_ACCESS_KEY is not set")
+  end)
+end)
