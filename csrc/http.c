@@ -4,7 +4,6 @@
  * callbacks fill. The callbacks only append bytes; they never call Lua, so no Lua error can
  * longjmp through libcurl. Every Lua error of h:request is raised before the per-request header
  * list exists or after it is freed. Failures of the transfer itself return nil, code, message. */
-#include <ctype.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -105,6 +104,14 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     else
         h->oom = 1;
     return 0;
+}
+
+/* Keep the body buffer's capacity for the next request, unless a rare huge body grew it. */
+static void trim_body(rc_http *h)
+{
+    h->body.len = 0;
+    if (h->body.cap > HTTP_KEEP_BODY_CAP)
+        buf_free(&h->body);
 }
 
 static void http_release(rc_http *h)
@@ -345,7 +352,8 @@ static int is_token(const char *s, size_t n)
         return 0;
     for (i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (!(isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch) != NULL) || ch == 0)
+        int alnum = (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z');
+        if (!(alnum || (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL)))
             return 0;
     }
     return 1;
@@ -375,7 +383,7 @@ static void check_headers(lua_State *L, int t)
 static int build_headers(lua_State *L, int t, struct curl_slist **out)
 {
     struct curl_slist *list = NULL, *next;
-    int has_expect = 0;
+    int has_expect = 0, top = lua_gettop(L);
     *out = NULL;
     if (t != 0) {
         lua_pushnil(L);
@@ -411,8 +419,7 @@ static int build_headers(lua_State *L, int t, struct curl_slist **out)
     *out = list;
     return 1;
 oom:
-    if (t != 0)
-        lua_settop(L, t); /* drop the lua_next key left on the stack */
+    lua_settop(L, top); /* drop the lua_next key left on the stack */
     curl_slist_free_all(list);
     return 0;
 }
@@ -472,7 +479,7 @@ static void push_headers(lua_State *L, const char *p, size_t n)
             int tbl = lua_gettop(L);
             luaL_buffinit(L, &b);
             for (q = line; q < colon; q++)
-                luaL_addchar(&b, (char)tolower((unsigned char)*q));
+                luaL_addchar(&b, (*q >= 'A' && *q <= 'Z') ? (char)(*q + ('a' - 'A')) : *q);
             luaL_pushresult(&b);
             for (v = colon + 1; v < ve && (*v == ' ' || *v == '\t'); v++)
                 ;
@@ -548,6 +555,8 @@ static int http_request(lua_State *L)
     curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
     curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, (char *)NULL); /* drop the pointer into Lua */
     curl_slist_free_all(hdrs);
+    if (rc != CURLE_OK || h->oom || h->body_over || h->head_over)
+        trim_body(h); /* a failed transfer's partial body is never needed */
 
     if (h->oom || rc == CURLE_OUT_OF_MEMORY)
         return push_failure(L, "ENOMEM", "out of memory");
@@ -568,8 +577,7 @@ static int http_request(lua_State *L)
     lua_pushinteger(L, (lua_Integer)status);
     push_headers(L, h->head.data, h->head.len);
     lua_pushlstring(L, h->body.data ? h->body.data : "", h->body.len);
-    if (h->body.cap > HTTP_KEEP_BODY_CAP) /* keep memory flat after a rare huge body */
-        buf_free(&h->body);
+    trim_body(h);
     return 3;
 }
 
