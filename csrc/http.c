@@ -5,7 +5,6 @@
  * longjmp through libcurl. Every Lua error of h:request is raised before the per-request header
  * list exists or after it is freed. Failures of the transfer itself return nil, code, message. */
 #include <limits.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,10 +192,11 @@ static long seconds_to_ms(lua_State *L, lua_Number s, const char *what)
     lua_Number ms;
     if (!(s > 0)) /* also rejects NaN */
         luaL_error(L, "rctasks.http: %s must be a positive number of seconds", what);
-    ms = ceil(s * 1000.0);
-    if (ms > HTTP_MAX_TIMEOUT_MS)
-        ms = HTTP_MAX_TIMEOUT_MS;
-    return ms < 1 ? 1 : (long)ms; /* curl reads 0 as "no timeout": never round down to it */
+    ms = s * 1000.0;
+    if (ms >= HTTP_MAX_TIMEOUT_MS)
+        return (long)HTTP_MAX_TIMEOUT_MS;
+    /* Round up, and never to 0: curl reads 0 as "no timeout" (no libm ceil: nothing to link). */
+    return (lua_Number)(long)ms < ms ? (long)ms + 1 : ((long)ms < 1 ? 1 : (long)ms);
 }
 
 typedef struct {
