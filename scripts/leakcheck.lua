@@ -41,8 +41,13 @@ end
 local sim = require "helpers.sim"
 local own_sim
 if (os.getenv("RCTASKS_SIM_URL") or "") == "" then
-  own_sim = os.tmpname() .. ".rctasks-leak"
-  assert(sh("scripts/sim start " .. own_sim .. " >/dev/null"), "scripts/sim start failed")
+  local tmp = os.tmpname()
+  os.remove(tmp) -- only its unique name is wanted
+  own_sim = tmp .. ".rctasks-leak"
+  if not sh("scripts/sim start " .. own_sim .. " >/dev/null") then
+    sh("scripts/sim stop " .. own_sim .. " >/dev/null 2>&1; rm -rf " .. own_sim)
+    error("leakcheck: scripts/sim start failed (run it outside sanitizers; or set RCTASKS_SIM_URL)")
+  end
   local f = assert(io.open(own_sim .. "/url"))
   local url = f:read("*l")
   f:close()
