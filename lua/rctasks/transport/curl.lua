@@ -21,7 +21,9 @@ function M.new(opts)
   opts = opts or {}
   local cfg = {}
   for _, k in ipairs({ "timeout", "connect_timeout", "ca_file", "max_body" }) do cfg[k] = opts[k] end
-  return setmetatable({ handle = core.http(cfg), agent = "libcurl/" .. core.curl_version }, M)
+  local handle, _, msg = core.http(cfg)
+  if not handle then error("rctasks: libcurl could not start: " .. tostring(msg), 3) end
+  return setmetatable({ handle = handle, agent = "libcurl/" .. core.curl_version }, M)
 end
 
 function M:request(req)
