@@ -145,6 +145,7 @@ end
 function apply.reset_mid(_, ctx)
   local r = ctx.run()
   local body = r.body or ""
+  ngx.req.read_body() -- the raw socket needs the request body consumed first
   local sock = assert(ngx.req.socket(true))
   local head = ("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n")
     :format(r.status, REASON[r.status] or "Unknown", #body + 100)

@@ -63,7 +63,7 @@ local function task_answer(t, now, base) return json(202, tasks.view(t, now, bas
 local function get_task(a, now, base, id)
   local t = util.is_uuid(id) and tasks.by_id[id]
   if not t or t.acct ~= a or not tasks.visible(t, now) then return { status = 404, body = "" } end
-  return json(200, tasks.view(t, now, base))
+  return { status = 200, body = tasks.body(t, now, base) }
 end
 
 local function list_tasks(a, now, base)

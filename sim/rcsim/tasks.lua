@@ -110,6 +110,15 @@ function M.view(t, now, base, rel)
   return v
 end
 
+-- The view encoded as JSON, cached until the task's phase changes (a GET is mostly this).
+function M.body(t, now, base, rel)
+  local p, c = M.phase(t, now), t.cache
+  if c and c.phase == p and c.base == base and c.rel == rel then return c.body end
+  c = { phase = p, base = base, rel = rel, body = util.encode(M.view(t, now, base, rel)) }
+  t.cache = c
+  return c.body
+end
+
 -- Tasks of one account visible at `now`, most recent status change first.
 function M.list(acct, now, base)
   local l = {}
