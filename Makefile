@@ -54,3 +54,17 @@ luarocks-check:
 # Leak loop: >= 1000 requests (successes and failures) through the 5.4 build under valgrind (scripts/valgrind).
 valgrind: build
 	@scripts/valgrind
+
+# Fuzzing (issue 5): libFuzzer over the decoder and task model in a Lua 5.4 state. liblua is linked
+# into the fuzzer only, never the module. Runs on a copy of the seed corpus; any crash fails the target.
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := fuzz/fuzz_decode.c csrc/json.c csrc/task.c
+build/fuzz/fuzz_decode: $(FUZZ_SRC) $(HDR)
+	@mkdir -p $(@D)
+	clang -O1 -g $(WARN) -D_POSIX_C_SOURCE=200809L -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined $(LUA54_INC) -o $@ $(FUZZ_SRC) $(shell pkg-config --libs lua5.4)
+
+fuzz: build/fuzz/fuzz_decode
+	rm -rf build/fuzz/corpus && mkdir -p build/fuzz/corpus && cp fuzz/corpus/* build/fuzz/corpus/
+	build/fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=fuzz/json.dict \
+	  -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/corpus

@@ -274,7 +274,7 @@ static int parse_string_escaped(rc_decoder *d, const char *open, const char *s, 
             break;
         q += (*q == '\\') ? 2 : 1;
     }
-    if (q >= end)
+    if (q >= end || *q != '"') /* also a backslash as the last byte */
         return fail_at(d, open, "unterminated string");
     scratch_reserve(d, (size_t)(q - s));
     o = d->scratch;

@@ -210,6 +210,8 @@ describe("core.decode (JSON)", function()
       assert.equal("invalid number (leading zero) at byte 2", decode_fails("[01]"))
       assert.equal("unexpected end of input at byte 1", decode_fails(""))
       assert.equal("unterminated string at byte 2", decode_fails('["abc'))
+      assert.equal("unterminated string at byte 1", decode_fails('"\\'))
+      assert.equal("unterminated string at byte 1", decode_fails('"ab\\u12'))
     end)
 
     it("raises on a non-string argument, which is misuse", function()
