@@ -125,6 +125,10 @@ function M.config(key, cfg) return control("PUT", account_path(key), cfg) end
 -- A fresh account with random keys and `cfg` over the fast defaults; the secret is bound at once.
 function M.account(cfg)
   local a = { key = "k" .. hex(12), secret = "s" .. hex(12) }
+  -- The runner greps everything the suite printed for these: no key may ever show up.
+  local log = os.getenv("RCTASKS_TEST_LOG")
+  local f = log and log ~= "" and io.open(log, "a")
+  if f then f:write(a.key, "\n", a.secret, "\n"); f:close() end
   local c = { secret = a.secret }
   for k, v in pairs(M.defaults) do c[k] = v end
   for k, v in pairs(cfg or {}) do c[k] = v end
