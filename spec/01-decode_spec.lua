@@ -84,6 +84,27 @@ describe("core.decode (JSON)", function()
       assert.equal(tonumber(s), decode_ok(s))
     end)
 
+    -- needs a locale whose decimal point is a comma; `localedef -i de_DE -f UTF-8 DIR/de_DE.UTF-8` + LOCPATH=DIR
+    local comma_locale
+    do
+      local old = os.setlocale(nil, "numeric")
+      for _, name in ipairs{ "de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "nl_NL.UTF-8" } do
+        if os.setlocale(name, "numeric") then comma_locale = name; break end
+      end
+      os.setlocale(old, "numeric")
+    end
+    local it_locale = comma_locale and it or pending
+    it_locale("reads '.' as the decimal point whatever the C locale says", function()
+      local old = os.setlocale(nil, "numeric")
+      os.setlocale(comma_locale, "numeric")
+      local ok, v = pcall(core.decode, "[3.141592653589793238462643, 0.5, 1e-400]")
+      os.setlocale(old, "numeric")
+      assert(ok, v)
+      assert.equal(3.141592653589793, v[1])
+      assert.equal(0.5, v[2])
+      assert.equal(0, v[3])
+    end)
+
     it("accepts -0 as zero", function()
       assert.equal(0, decode_ok("-0"))
     end)
