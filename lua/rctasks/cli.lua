@@ -1,0 +1,394 @@
+-- rctasks.cli: the `rctasks` command-line tool (bin/rctasks only sets paths and calls main).
+--   rctasks list [--status S] [--limit N] [--json]
+--   rctasks get ID [--json]
+--   rctasks wait ID [--timeout S] [--interval S] [--max-interval S] [--json]
+--   rctasks watch [--interval S] [--count N] [--status S] [--limit N]
+-- Credentials come from the environment only (arguments show in `ps`). Exit codes: 0 success,
+-- 1 task failed, 2 usage error, 3 timeout, 4 API or network error.
+local cjson = require("cjson").new() -- a private instance: settings here never leak into the caller's
+local rctasks = require "rctasks"
+local core = require "rctasks.core"
+
+local M = {}
+
+M.EXIT = { ok = 0, failed = 1, usage = 2, timeout = 3, api = 4 }
+local EXIT = M.EXIT
+
+local USAGE = {
+  main = [[
+usage: rctasks <command> [options]
+
+Follow the asynchronous tasks of the Redis Cloud API.
+
+commands:
+  list     list the account's recent tasks
+  get      show one task
+  wait     wait for a task to end
+  watch    refresh a list of recent tasks every few seconds
+  help     show help for a command
+
+Run `rctasks <command> --help` for its options.
+
+environment (credentials are never taken from arguments):
+  REDISCLOUD_ACCESS_KEY   account API key (x-api-key)
+  REDISCLOUD_SECRET_KEY   user API key (x-api-secret-key)
+  REDISCLOUD_URL          API base URL (default https://api.redislabs.com/v1)
+
+exit codes: 0 success, 1 task failed, 2 usage error, 3 timeout, 4 API or network error
+]],
+  list = [[
+usage: rctasks list [--status S] [--limit N] [--json]
+
+List the account's tasks of the past 10 days, most recent status update first.
+
+  --status S   only tasks whose status is S (e.g. processing-error)
+  --limit N    at most N tasks
+  --json       one JSON array of task objects
+]],
+  get = [[
+usage: rctasks get ID [--json]
+
+Show one task.
+
+  --json       the task as one JSON object
+]],
+  wait = [[
+usage: rctasks wait ID [--timeout S] [--interval S] [--max-interval S] [--json]
+
+Wait for a task to end. On a terminal a live status line shows the status, the elapsed time
+and the next poll; piped, one line per status change. Exits 0 when the task completed, 1 when
+it failed, 3 at the timeout, 4 on an API or network error.
+
+  --timeout S        give up after S seconds (default 1800)
+  --interval S       first delay between polls (default 1; it doubles up to --max-interval)
+  --max-interval S   longest delay between polls (default 30)
+  --json             print the final task as one JSON object, no progress
+]],
+  watch = [[
+usage: rctasks watch [--interval S] [--count N] [--status S] [--limit N]
+
+Show the account's recent tasks, refreshed every S seconds (default 5) until interrupted, or
+N times with --count.
+
+  --interval S   seconds between refreshes (default 5)
+  --count N      stop after N refreshes
+  --status S     only tasks whose status is S
+  --limit N      at most N tasks (default 20)
+]],
+}
+
+-- Per command: option name -> "flag" or "number"/"string" (takes a value).
+local SPECS = {
+  list = { status = "string", limit = "count", json = "flag" },
+  get = { json = "flag" },
+  wait = { timeout = "number", interval = "number", ["max-interval"] = "number", json = "flag" },
+  watch = { interval = "number", count = "count", status = "string", limit = "count" },
+}
+local POSITIONAL = { list = 0, get = 1, wait = 1, watch = 0 }
+
+------------------------------------------------------------------------------------------------
+-- Output helpers; `env` carries the streams and the environment so tests can swap them.
+
+local function usage_error(env, cmd, msg)
+  env.stderr:write("rctasks: ", msg, "\n", "Run `rctasks ", cmd and (cmd .. " ") or "", "--help` for usage.\n")
+  return EXIT.usage
+end
+
+-- parse(cmd, argv, first) -> opts, positional | nil, message
+local function parse(cmd, argv, first)
+  local spec, opts, pos = SPECS[cmd], {}, {}
+  local i = first
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--help" or a == "-h" then
+      opts.help = true
+    elseif a == "--" then
+      for j = i + 1, #argv do pos[#pos + 1] = argv[j] end
+      break
+    elseif a:sub(1, 2) == "--" then
+      local name, value = a:match("^%-%-([^=]+)=(.*)$")
+      name = name or a:sub(3)
+      local kind = spec[name]
+      if not kind then return nil, "unknown option --" .. name end
+      if kind == "flag" then
+        if value then return nil, "--" .. name .. " takes no value" end
+        opts[name] = true
+      else
+        if not value then
+          i = i + 1
+          value = argv[i]
+          if value == nil then return nil, "--" .. name .. " needs a value" end
+        end
+        if kind == "number" or kind == "count" then
+          local n = tonumber(value)
+          if not n or n ~= n or n < 0 or n == math.huge or (kind == "count" and (n < 1 or n % 1 ~= 0)) then
+            return nil, "--" .. name .. " must be a " .. (kind == "count" and "positive integer" or
+              "non-negative number") .. ", got '" .. value .. "'"
+          end
+          value = n
+        end
+        opts[name] = value
+      end
+    elseif a:sub(1, 1) == "-" and #a > 1 then
+      return nil, "unknown option " .. a
+    else
+      pos[#pos + 1] = a
+    end
+    i = i + 1
+  end
+  if not opts.help and #pos ~= POSITIONAL[cmd] then
+    if POSITIONAL[cmd] == 0 then return nil, "unexpected argument '" .. pos[1] .. "'" end
+    return nil, #pos == 0 and "missing task ID" or "too many arguments"
+  end
+  return opts, pos
+end
+
+local function json(v)
+  if type(v) == "table" and next(v) == nil then return "[]" end -- cjson 2.1.0 writes {} for any empty table
+  return cjson.encode(v)
+end
+
+local function pad(s, n) return s .. string.rep(" ", n - #s) end
+
+-- Aligned columns: rows of strings, the first row the header; the last column is not padded.
+local function table_text(rows)
+  local widths = {}
+  for _, r in ipairs(rows) do
+    for j, cell in ipairs(r) do widths[j] = math.max(widths[j] or 0, #cell) end
+  end
+  local out = {}
+  for _, r in ipairs(rows) do
+    local cells = {}
+    for j, cell in ipairs(r) do cells[j] = j < #r and pad(cell, widths[j]) or cell end
+    out[#out + 1] = table.concat(cells, "  ")
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+M.table_text = table_text
+
+local function str(v)
+  if v == nil then return "-" end
+  return tostring(v)
+end
+
+local function resource_text(t)
+  local r = t.response
+  if type(r) ~= "table" then return "-" end
+  if r.resourceId and r.additionalResourceId then return r.additionalResourceId .. "/" .. r.resourceId end
+  if r.resourceId then return tostring(r.resourceId) end
+  local e = r.error
+  if type(e) == "table" and e.type then return e.type end
+  return "-"
+end
+
+local function task_rows(tasks)
+  local rows = { { "TASK ID", "STATUS", "COMMAND", "UPDATED", "RESOURCE" } }
+  for _, t in ipairs(tasks) do
+    rows[#rows + 1] = { str(t.taskId), str(t.status), str(t.commandType), str(t.timestamp), resource_text(t) }
+  end
+  return rows
+end
+
+local function filter(tasks, opts, default_limit)
+  local out, limit = {}, opts.limit or default_limit
+  for _, t in ipairs(tasks) do
+    if (not opts.status or t.status == opts.status) and (not limit or #out < limit) then out[#out + 1] = t end
+  end
+  return out
+end
+
+local function task_text(t)
+  local rows = {}
+  local function add(k, v) if v ~= nil then rows[#rows + 1] = { k, tostring(v) } end end
+  add("taskId", t.taskId)
+  add("commandType", t.commandType)
+  add("status", t.status)
+  add("description", t.description)
+  add("timestamp", t.timestamp)
+  local r = type(t.response) == "table" and t.response or {}
+  add("resourceId", r.resourceId)
+  add("additionalResourceId", r.additionalResourceId)
+  add("additionalInfo", r.additionalInfo)
+  if type(r.error) == "table" then
+    add("error", require("rctasks.task").error_text(t))
+    add("errorStatus", r.error.status)
+  end
+  local rels = {}
+  for rel in pairs(type(t.links) == "table" and t.links or {}) do rels[#rels + 1] = rel end
+  table.sort(rels)
+  for _, rel in ipairs(rels) do add("link " .. rel, t.links[rel].href) end
+  local w = 0
+  for _, row in ipairs(rows) do w = math.max(w, #row[1]) end
+  local out = {}
+  for _, row in ipairs(rows) do out[#out + 1] = pad(row[1], w) .. "  " .. row[2] end
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- An error value -> exit code; the message goes to stderr (the client scrubbed keys from it).
+local function fail(env, err)
+  env.stderr:write("rctasks: ", tostring(err), "\n")
+  if err.kind == "task" then return EXIT.failed end
+  if err.kind == "timeout" then return EXIT.timeout end
+  return EXIT.api
+end
+
+------------------------------------------------------------------------------------------------
+-- Commands
+
+local commands = {}
+
+function commands.list(env, client, opts)
+  local tasks, err = client:list()
+  if not tasks then return fail(env, err) end
+  tasks = filter(tasks, opts)
+  if opts.json then
+    env.stdout:write(json(tasks), "\n")
+  elseif #tasks == 0 then
+    env.stdout:write("no tasks\n")
+  else
+    env.stdout:write(table_text(task_rows(tasks)))
+  end
+  return EXIT.ok
+end
+
+function commands.get(env, client, opts, id)
+  local t, err = client:get(id)
+  if not t then return fail(env, err) end
+  env.stdout:write(opts.json and (json(t) .. "\n") or task_text(t))
+  return EXIT.ok
+end
+
+local function summary(t)
+  local s = "task " .. str(t.taskId) .. " " .. str(t.status)
+  local rid = t:resource_id()
+  if rid then s = s .. " resource " .. tostring(rid) end
+  return s
+end
+
+function commands.wait(env, client, opts, id)
+  local t0 = env.now()
+  local status = "waiting"
+  local live = not opts.json and env.isatty()
+  local function line(next_in)
+    local s = string.format("%s  %s  %.1fs", id, status, env.now() - t0)
+    if next_in then s = s .. string.format("  next poll in %.1fs", next_in) end
+    return s
+  end
+  if live then
+    -- Redraw the status line while the wait loop sleeps: its sleep is ours.
+    client.sleep = function(d)
+      local wake = env.now() + d
+      while true do
+        local left = wake - env.now()
+        if left <= 0 then break end
+        env.stdout:write("\r\27[K", line(left))
+        env.stdout:flush()
+        env.sleep(math.min(left, 0.2))
+      end
+    end
+  end
+  local wo = { timeout = opts.timeout, interval = opts.interval, max_interval = opts["max-interval"],
+    on_update = function(t)
+      status = t.status
+      if live then
+        env.stdout:write("\r\27[K", line())
+        env.stdout:flush()
+      elseif not opts.json then
+        env.stdout:write(string.format("%7.1fs  %s\n", env.now() - t0, t.status))
+        env.stdout:flush()
+      end
+    end }
+  local t, err = client:wait(id, wo)
+  if live then env.stdout:write("\r\27[K") end
+  if not t then
+    if opts.json and err.task then env.stdout:write(json(err.task), "\n") end
+    if live and err.task then env.stdout:write(summary(err.task), "\n") end
+    return fail(env, err)
+  end
+  env.stdout:write(opts.json and (json(t) .. "\n") or (summary(t) .. "\n"))
+  return EXIT.ok
+end
+
+function commands.watch(env, client, opts)
+  local tty = env.isatty()
+  local interval = opts.interval or 5
+  local n = 0
+  while true do
+    n = n + 1
+    local tasks, err = client:list()
+    local stamp = os.date("!%Y-%m-%dT%H:%M:%SZ")
+    local text
+    if tasks then
+      tasks = filter(tasks, opts, 20)
+      text = #tasks == 0 and "no tasks\n" or table_text(task_rows(tasks))
+    elseif err.retryable then
+      text = "rctasks: " .. tostring(err) .. "\n" -- transient: show it and keep watching
+    else
+      return fail(env, err)
+    end
+    if tty then env.stdout:write("\27[H\27[2J") end
+    env.stdout:write("# ", stamp, (tty and ("  every " .. interval .. "s") or ""), "\n", text)
+    env.stdout:flush()
+    if opts.count and n >= opts.count then return EXIT.ok end
+    if not tty then env.stdout:write("\n") end
+    env.sleep(interval)
+  end
+end
+
+------------------------------------------------------------------------------------------------
+
+local function isatty()
+  local r = os.execute("test -t 1") -- the shell inherits our stdout
+  return r == true or r == 0
+end
+
+local function getenv(env, name)
+  local v = env.getenv(name)
+  return v ~= "" and v or nil
+end
+
+local function make_client(env, cmd)
+  local key, secret = getenv(env, "REDISCLOUD_ACCESS_KEY"), getenv(env, "REDISCLOUD_SECRET_KEY")
+  if not key or not secret then
+    return nil, usage_error(env, cmd, "set REDISCLOUD_ACCESS_KEY and REDISCLOUD_SECRET_KEY in the environment")
+  end
+  local ok, c = pcall(rctasks.new, { api_key = key, secret_key = secret, base_url = getenv(env, "REDISCLOUD_URL") })
+  if not ok then
+    return nil, usage_error(env, cmd, (tostring(c):gsub("^[^:]*:%d+: ", "")))
+  end
+  return c
+end
+
+-- main(argv, env) -> exit code. env (optional): stdout, stderr, getenv, isatty, now, sleep.
+function M.main(argv, env)
+  env = env or {}
+  env.stdout, env.stderr = env.stdout or io.stdout, env.stderr or io.stderr
+  env.getenv, env.isatty = env.getenv or os.getenv, env.isatty or isatty
+  env.now, env.sleep = env.now or core.now, env.sleep or core.sleep
+  argv = argv or {}
+  local cmd = argv[1]
+  if cmd == nil then env.stderr:write(USAGE.main); return EXIT.usage end
+  if cmd == "--help" or cmd == "-h" then env.stdout:write(USAGE.main); return EXIT.ok end
+  if cmd == "--version" then env.stdout:write("rctasks ", rctasks.VERSION, "\n"); return EXIT.ok end
+  if cmd == "help" then
+    local topic = argv[2] or "main"
+    if not USAGE[topic] then return usage_error(env, nil, "no help for '" .. topic .. "'") end
+    env.stdout:write(USAGE[topic])
+    return EXIT.ok
+  end
+  if not commands[cmd] then return usage_error(env, nil, "unknown command '" .. cmd .. "'") end
+  local opts, pos = parse(cmd, argv, 2)
+  if not opts then return usage_error(env, cmd, pos) end
+  if opts.help then env.stdout:write(USAGE[cmd]); return EXIT.ok end
+  local id = pos[1]
+  if id and not pcall(require("rctasks.client").check_id, id, 1) then
+    return usage_error(env, cmd, "invalid task ID (expected a UUID such as 784299af-17ea-4ed6-b08f-dd643238c8dd)")
+  end
+  local client, code = make_client(env, cmd)
+  if not client then return code end
+  local rc = commands[cmd](env, client, opts, id)
+  client:close()
+  return rc
+end
+
+return M
