@@ -40,4 +40,9 @@ function M.get(id) return M.default():get(id) end
 function M.list() return M.default():list() end
 function M.wait(id, opts) return M.default():wait(id, opts) end
 
+-- The workflow helpers on the default client too (rctasks.run, rctasks.pipeline, ...).
+for _, name in ipairs({ "request", "submit", "run", "wait_ready", "wait_all", "pipeline" }) do
+  M[name] = function(...) local c = M.default(); return c[name](c, ...) end
+end
+
 return M

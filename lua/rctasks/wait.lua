@@ -43,6 +43,7 @@ local function failure(t)
   return errors.new("task", { message = msg, task = t, code = t.response and
     type(t.response.error) == "table" and t.response.error.type or nil })
 end
+M.failure = failure -- wait_all (workflow.lua) reports failed tasks the same way
 
 -- wait(client, id, opts): client:get(id, {once = true, deadline = d}) is one poll, no retries
 -- of its own: this loop is the retry loop, so failures are not retried twice over.
