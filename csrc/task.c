@@ -104,7 +104,13 @@ static const char *json_type(lua_State *L, int i)
 {
     switch (lua_type(L, i)) {
     case LUA_TTABLE:
-        return is_object(L, i) ? "object" : "array";
+        if (!is_object(L, i))
+            return "array";
+        lua_pushnil(L);
+        if (lua_next(L, i < 0 ? i - 1 : i) == 0)
+            return "empty object or array"; /* [] and {} decode alike */
+        lua_pop(L, 2);
+        return "object";
     case LUA_TLIGHTUSERDATA:
         return lua_touserdata(L, i) == NULL ? "null" : "userdata";
     default:
