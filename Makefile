@@ -42,7 +42,7 @@ demo: deps build
 	@scripts/demo
 
 lint:
-	luacheck lua bin sim spec bench examples
+	luacheck lua bin sim spec examples bench
 
 clean:
 	rm -rf build
