@@ -49,7 +49,8 @@ end
 -- Statuses worth another try: rate limited, or a gateway that did not reach the API.
 M.RETRYABLE_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
 
-local REASONS = { [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden",
+local REASONS = { [301] = "Moved Permanently", [302] = "Found", [303] = "See Other",
+  [307] = "Temporary Redirect", [308] = "Permanent Redirect", [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden",
   [404] = "Not Found", [409] = "Conflict", [412] = "Precondition Failed",
   [429] = "Too Many Requests", [500] = "Internal Server Error", [502] = "Bad Gateway",
   [503] = "Service Unavailable", [504] = "Gateway Timeout" }
@@ -78,10 +79,15 @@ end
 function M.http(req, res, decode)
   local status = res.status
   local msg, code = body_message(res.body, decode)
-  local text = "HTTP " .. status .. " " .. (REASONS[status] or "")
+  local location = res.headers and res.headers["location"]
+  if status >= 300 and status < 400 and type(location) == "string" then
+    msg = "redirect to " .. location:sub(1, 200) .. " not followed" -- the keys would go with it
+  end
+  if msg == status .. " " .. tostring(REASONS[status]) then msg = nil end -- an HTML title saying the same
+  local text = "HTTP " .. status .. (REASONS[status] and " " .. REASONS[status] or "")
   if msg and msg ~= "" and msg ~= REASONS[status] then text = text .. ": " .. msg end
   return M.new("http", {
-    message = (text:gsub("%s+$", "")),
+    message = text,
     status = status,
     code = code,
     retryable = M.RETRYABLE_STATUS[status] == true,
