@@ -52,6 +52,7 @@ function M.wait(client, id, o)
   local deadline = now() + o.timeout
   local delay = o.interval
   local last, seen, misses = nil, false, 0
+  local failed -- the latest failure waited through: a timeout must say why, not just "never seen"
   while true do
     local t, err = client:get(id, { once = true, deadline = deadline })
     local hint -- a server's Retry-After
@@ -60,6 +61,7 @@ function M.wait(client, id, o)
         if o.on_update then o.on_update(t, last) end
       end
       last, seen = t, true
+      failed = nil
       if t.status == taskmod.COMPLETED then return t end
       if t.status == taskmod.ERROR or not taskmod.known(t.status) then return nil, failure(t) end
     else
@@ -75,6 +77,7 @@ function M.wait(client, id, o)
         client.retry.on_retry({ attempt = 0, delay = delay, error = err, method = err.method, url = err.url })
       end
       hint = err.retry_after
+      failed = err
     end
     local left = deadline - now()
     if left <= 0 then break end
@@ -84,9 +87,9 @@ function M.wait(client, id, o)
     delay = math.min(delay * o.backoff, math.max(o.max_interval, o.interval))
   end
   return nil, errors.new("timeout", {
-    message = string.format("task not done after %gs (last status %s)", o.timeout,
-      last and last.status or "never seen"),
-    task = last, task_id = id, retryable = true,
+    message = string.format("task not done after %gs (last status %s%s)", o.timeout,
+      last and last.status or "never seen", failed and "; last error: " .. tostring(failed.message) or ""),
+    task = last, task_id = id, retryable = true, cause = failed,
   })
 end
 
