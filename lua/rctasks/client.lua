@@ -163,8 +163,11 @@ function Client:url(path, level)
   if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
     error("rctasks: path must be a string starting with '/'", (level or 1) + 1)
   end
-  if path:find("[%c%s#\\]") or path:find("/%.%.?/") or path:find("/%.%.?$") or path:find("//", 1, true) then
-    error("rctasks: unsafe path (spaces, '#', '..' or empty segments)", (level or 1) + 1)
+  -- Some servers decode %2E, %2F, %5C before resolving dot segments: check the decoded spelling too.
+  local plain = path:gsub("%%2[Ee]", "."):gsub("%%2[Ff]", "/"):gsub("%%5[Cc]", "/")
+  if path:find("[%c%s#\\]") or plain:find("/%.%.?/") or plain:find("/%.%.?$") or path:find("//", 1, true)
+    or path:find("%%00") then
+    error("rctasks: unsafe path (spaces, '#', '..', %00 or empty segments)", (level or 1) + 1)
   end
   return self.base_url .. path
 end
