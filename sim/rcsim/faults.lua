@@ -14,7 +14,7 @@ local REASON = { [200] = "OK", [202] = "Accepted", [204] = "No Content", [302] =
   [503] = "Service Unavailable", [504] = "Gateway Timeout" }
 
 local KINDS = { status = true, reset = true, reset_mid = true, stall = true, trickle = true, invalid_json = true,
-  shape = true, big = true, gzip = true, redirect = true, unknown_status = true }
+  shape = true, big = true, gzip = true, redirect = true, unknown_status = true, huge_headers = true }
 local SHAPES = { status_number = true, tasks_object = true, links_string = true }
 
 function M.add(a, list)
@@ -205,7 +205,14 @@ function apply.big(f, ctx)
   t.response = { additionalInfo = "@@FILL@@" }
   local head, tail = util.encode(t):match("^(.*)@@FILL@@(.*)$")
   local fill = bytes - #head - #tail
-  send_headers({ status = 200 }, bytes)
+  if f.length == false then -- no Content-Length: chunked, so only the client's own cap stops it
+    ngx.status = 200
+    ngx.header["Content-Type"] = "application/json"
+    ngx.send_headers()
+    ngx.flush(true)
+  else
+    send_headers({ status = 200 }, bytes)
+  end
   ngx.print(head)
   local block = string.rep("x", 65536)
   while fill > 0 do
@@ -230,6 +237,25 @@ end
 function apply.redirect(f, ctx)
   local loc = f.location or ("http://127.0.0.2:" .. ngx.var.server_port .. ctx.uri)
   return { status = math.floor(tonumber(f.status) or 302), page = true, headers = { Location = loc } }
+end
+
+-- Header lines of 1 KiB, `bytes` of them in all (default 1 MiB), on the raw socket (nginx would
+-- refuse such a header block); stops when the client goes away.
+function apply.huge_headers(f, ctx)
+  local bytes = math.max(1024, math.floor(tonumber(f.bytes) or 1024 * 1024))
+  ngx.req.read_body() -- the raw socket needs the request body consumed first
+  local sock = assert(ngx.req.socket(true))
+  local ok = sock:send("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+  local line = "X-Filler: " .. string.rep("h", 1024 - 12) .. "\r\n"
+  local block = string.rep(line, 64)
+  local sent = 0
+  while ok and sent < bytes do
+    ok = sock:send(block)
+    sent = sent + #block
+  end
+  if ok then sock:send("Content-Length: 2\r\n\r\n{}") end
+  ctx.done()
+  return ngx.exit(444)
 end
 
 function M.apply(f, ctx) return apply[f.kind](f, ctx) end
