@@ -1,0 +1,381 @@
+-- rctasks.transport.ngx: HTTP/1.1 over OpenResty cosockets, the default inside nginx. Every wait
+-- (connect, TLS handshake, send, receive) yields to nginx's event loop, so a worker keeps serving
+-- other requests meanwhile. Connections go back to the worker's keep-alive pool when reusable.
+--
+-- Failures are `nil, err` with err.kind "transport" and err.code one of:
+--   phase       called where nginx has no cosockets (init, init_worker, set, log, filters, ...)
+--   resolve     the host name did not resolve (or no `resolver` directive in nginx.conf)
+--   connect     the TCP connection failed (refused, unreachable)
+--   tls         the TLS handshake failed (certificate not trusted, host name mismatch, protocol)
+--   timeout     connect, handshake, send or receive ran past the request's time
+--   closed      the server closed the connection before the whole response arrived
+--   too_large   the body is larger than max_body
+--   bad_response the bytes received are not an HTTP/1.x response we can read
+--   send        the request could not be written
+-- err.unsent is true only when the request surely never reached the server.
+local errors = require "rctasks.errors"
+
+local ngx = rawget(_G, "ngx")
+
+local M = {}
+M.__index = M
+
+-- Phases where ngx_lua offers cosockets (lua-nginx-module docs, per directive).
+M.PHASES = { rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+             ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true }
+
+local MAX_LINE = 8192          -- status, header and chunk-size lines
+local MAX_HEAD = 64 * 1024     -- the whole header block (same cap as the C client)
+local MAX_INFORMATIONAL = 8    -- 1xx answers skipped before the real one
+local DEFAULT_MAX_BODY = 8 * 1024 * 1024
+
+local function fail(code, message, fields)
+  local f = fields or {}
+  f.code, f.message = code, message
+  if f.retryable == nil then f.retryable = false end
+  f.unsent = f.unsent == true
+  return nil, errors.new("transport", f)
+end
+
+local function version_string(v)
+  if type(v) ~= "number" then return "unknown" end
+  return string.format("%d.%d.%d", math.floor(v / 1000000), math.floor(v / 1000) % 1000, v % 1000)
+end
+
+-- ngx.new{timeout=, connect_timeout=, ca_file=, max_body=, keepalive_timeout=, pool_size=, resolve=}
+-- ca_file: nginx verifies against `lua_ssl_trusted_certificate`; ca_file only keeps connections
+-- verified against different stores in different pools (name the same file as that directive).
+-- resolve: { ["host"] = "ip" } connects to ip but verifies and sends SNI/Host for host.
+function M.new(opts)
+  if not (ngx and ngx.socket and ngx.socket.tcp) then
+    error("rctasks.transport.ngx: needs OpenResty / nginx's Lua module (no ngx.socket)", 2)
+  end
+  opts = opts or {}
+  local self = setmetatable({
+    timeout = opts.timeout or 30,
+    connect_timeout = opts.connect_timeout or 10,
+    ca_file = opts.ca_file,
+    max_body = opts.max_body or DEFAULT_MAX_BODY,
+    keepalive_timeout = opts.keepalive_timeout or 30,
+    pool_size = opts.pool_size or 32,
+    resolve = opts.resolve or {},
+    agent = "ngx_lua/" .. version_string(ngx.config and ngx.config.ngx_lua_version),
+  }, M)
+  for _, k in ipairs({ "timeout", "connect_timeout", "max_body", "keepalive_timeout", "pool_size" }) do
+    local v = self[k]
+    if type(v) ~= "number" or v ~= v or v <= 0 then
+      error("rctasks.transport.ngx: option '" .. k .. "' must be a positive number", 2)
+    end
+  end
+  if type(self.resolve) ~= "table" then error("rctasks.transport.ngx: option 'resolve' must be a table", 2) end
+  return self
+end
+
+-- scheme, host (no brackets), port, request target, Host header value; nil on a URL we cannot use.
+local function parse_url(url)
+  local scheme, authority, target = url:match("^(%a[%w+.-]*)://([^/?#]+)([^#]*)$")
+  if not scheme then return nil end
+  scheme = scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then return nil end
+  local host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
+  if not host then host, port = authority:match("^([^:@]+):?(%d*)$") end
+  if not host then return nil end
+  local default = scheme == "https" and 443 or 80
+  port = tonumber(port) or default
+  if port < 1 or port > 65535 then return nil end
+  if target == "" then target = "/" end
+  if target:sub(1, 1) ~= "/" then target = "/" .. target end
+  return scheme, host:lower(), port, target, authority
+end
+
+local function is_ip(host)
+  return host:match("^%d+%.%d+%.%d+%.%d+$") ~= nil or host:find(":", 1, true) ~= nil
+end
+
+-- Milliseconds left before `deadline` (ngx.now seconds), at least 1 (0 would mean "no timeout").
+local function left_ms(deadline)
+  ngx.update_time()
+  local ms = math.floor((deadline - ngx.now()) * 1000)
+  return ms < 1 and 1 or ms
+end
+
+-- One line (without CRLF) through a receiveuntil("\r\n") iterator, at most `max` bytes.
+local function read_line(reader, max)
+  local parts, n = {}, 0
+  while true do
+    local data, err = reader(max + 1)
+    if not data then
+      if err then return nil, err end
+      return table.concat(parts)
+    end
+    n = n + #data
+    if n > max then return nil, "line too long" end
+    parts[#parts + 1] = data
+  end
+end
+
+-- Cosocket error text -> a transport error (what `step` was doing decides code and unsent).
+local function io_error(step, err, got_bytes)
+  local unsent = (step == "connect" or step == "tls") -- nothing of the request was written yet
+  if err == "timeout" then
+    return fail("timeout", step .. " timed out", { retryable = true, unsent = unsent })
+  end
+  if step == "connect" then
+    if err:find("resolve", 1, true) or err:find("resolver", 1, true) then
+      return fail("resolve", "could not resolve host: " .. err
+        .. (err:find("no resolver", 1, true) and " (add a `resolver` directive to nginx.conf)" or ""),
+        { retryable = not err:find("no resolver", 1, true), unsent = true })
+    end
+    return fail("connect", "connect failed: " .. err, { retryable = true, unsent = true })
+  end
+  if step == "tls" then
+    local verify = err:find("certificate", 1, true) ~= nil
+    return fail("tls", "TLS handshake failed: " .. err, { retryable = not verify, unsent = true })
+  end
+  if step == "send" then
+    return fail(err == "closed" and "closed" or "send", "send failed: " .. err, { retryable = true })
+  end
+  if err == "closed" then
+    local what = got_bytes and "connection closed before the response was complete"
+      or "connection closed before any response"
+    return fail("closed", what, { retryable = true })
+  end
+  return fail("closed", step .. " failed: " .. err, { retryable = true })
+end
+
+-- Header block -> status, headers map (lower-cased names, repeats joined by ", "), http minor.
+local function read_head(reader)
+  local total = 0
+  local line, err = read_line(reader, MAX_LINE)
+  if not line then
+    if err == "line too long" then return fail("bad_response", "status line too long") end
+    return io_error("receive", err, false)
+  end
+  local minor, status = line:match("^HTTP/1%.(%d) (%d%d%d)")
+  if not status then
+    return fail("bad_response", "not an HTTP/1.x status line: " .. line:sub(1, 60))
+  end
+  local headers, last = {}, nil
+  while true do
+    line, err = read_line(reader, MAX_LINE)
+    if not line then
+      if err == "line too long" then return fail("bad_response", "header line too long") end
+      return io_error("receive", err, true)
+    end
+    if line == "" then break end
+    total = total + #line + 2
+    if total > MAX_HEAD then return fail("bad_response", "response headers larger than " .. MAX_HEAD .. " bytes") end
+    if line:find("^[ \t]") and last then -- obsolete line folding: part of the previous value
+      headers[last] = headers[last] .. " " .. line:match("^%s*(.-)%s*$")
+    else
+      local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
+      if not name then return fail("bad_response", "malformed header line") end
+      name = name:lower()
+      headers[name] = headers[name] and (headers[name] .. ", " .. value) or value
+      last = name
+    end
+  end
+  return tonumber(status), headers, tonumber(minor)
+end
+
+local function has_token(value, token)
+  if not value then return false end
+  for t in value:lower():gmatch("[^,%s]+") do
+    if t == token then return true end
+  end
+  return false
+end
+
+-- Chunked body, every size bounded; returns body or nil, err.
+local function read_chunked(sock, reader, max_body, deadline)
+  local parts, n = {}, 0
+  while true do
+    sock:settimeout(left_ms(deadline))
+    local line, err = read_line(reader, MAX_LINE)
+    if not line then
+      if err == "line too long" then return fail("bad_response", "chunk-size line too long") end
+      return io_error("receive", err, true)
+    end
+    local hex = line:match("^(%x+)%s*;?") or line:match("^(%x+)%s*$")
+    if not hex or #hex > 8 then return fail("bad_response", "bad chunk size line") end
+    local size = tonumber(hex, 16)
+    if size == 0 then break end
+    if n + size > max_body then
+      return fail("too_large", "response body larger than max_body (" .. max_body .. " bytes)")
+    end
+    local data
+    data, err = sock:receive(size)
+    if not data then return io_error("receive", err, true) end
+    parts[#parts + 1] = data
+    n = n + size
+    local crlf
+    crlf, err = sock:receive(2)
+    if not crlf then return io_error("receive", err, true) end
+    if crlf ~= "\r\n" then return fail("bad_response", "chunk not followed by CRLF") end
+  end
+  local trailers = 0
+  while true do -- trailer section, ignored, ends with an empty line
+    local line, err = read_line(reader, MAX_LINE)
+    if not line then return io_error("receive", err or "bad trailer", true) end
+    if line == "" then break end
+    trailers = trailers + #line
+    if trailers > MAX_HEAD then return fail("bad_response", "chunked trailers too large") end
+  end
+  return table.concat(parts)
+end
+
+-- Body until the server closes (no length given): never reusable.
+local function read_to_close(sock, max_body, deadline)
+  local parts, n = {}, 0
+  while true do
+    sock:settimeout(left_ms(deadline))
+    local data, err = sock:receiveany(65536)
+    if not data then
+      if err == "closed" then return table.concat(parts) end
+      return io_error("receive", err, true)
+    end
+    n = n + #data
+    if n > max_body then return fail("too_large", "response body larger than max_body (" .. max_body .. " bytes)") end
+    parts[#parts + 1] = data
+  end
+end
+
+-- One exchange on a connected socket: returns res, reusable | nil, err, nothing_received.
+local function exchange(self, sock, req, host_header, target, deadline)
+  local lines = { req.method .. " " .. target .. " HTTP/1.1", "Host: " .. host_header }
+  for k, v in pairs(req.headers or {}) do
+    local lk = k:lower()
+    if lk ~= "host" and lk ~= "content-length" and lk ~= "connection" and lk ~= "transfer-encoding" then
+      v = tostring(v)
+      if k:find("[%c:]") or v:find("[%c]") then return fail("send", "header '" .. k .. "' has control characters") end
+      lines[#lines + 1] = k .. ": " .. v
+    end
+  end
+  local body = req.body
+  if body ~= nil then
+    lines[#lines + 1] = "Content-Length: " .. #body
+  elseif req.method == "POST" or req.method == "PUT" or req.method == "PATCH" then
+    lines[#lines + 1] = "Content-Length: 0"
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = body or ""
+  sock:settimeout(left_ms(deadline))
+  local ok, err = sock:send(table.concat(lines, "\r\n"))
+  if not ok then return nil, select(2, io_error("send", err)), true end
+
+  local reader = sock:receiveuntil("\r\n")
+  local status, headers, minor
+  for _ = 1, MAX_INFORMATIONAL + 1 do
+    sock:settimeout(left_ms(deadline))
+    local e
+    status, headers, minor = read_head(reader)
+    if not status then
+      e = headers
+      -- nothing at all came back: a pooled connection the server had already closed
+      return nil, e, e.code == "closed" and e.message:find("before any response", 1, true) ~= nil
+    end
+    if status >= 200 or status == 101 then break end
+    status = nil
+  end
+  if not status then return fail("bad_response", "too many informational (1xx) responses") end
+
+  local body_out
+  local reusable = minor >= 1 and not has_token(headers.connection, "close")
+  if req.method == "HEAD" or status == 204 or status == 304 or status < 200 then
+    body_out = ""
+  elseif headers["transfer-encoding"] then
+    if not has_token(headers["transfer-encoding"], "chunked") then
+      return fail("bad_response", "unsupported transfer-encoding: " .. headers["transfer-encoding"])
+    end
+    local b, e = read_chunked(sock, reader, self.max_body, deadline)
+    if not b then return nil, e end
+    body_out = b
+  elseif headers["content-length"] then
+    local cl = headers["content-length"]
+    local first = cl:match("^(%d+)")
+    for v in cl:gmatch("[^,%s]+") do -- repeated Content-Length must agree (RFC 9110 8.6)
+      if v ~= first then return fail("bad_response", "bad Content-Length: " .. cl:sub(1, 40)) end
+    end
+    local len = first and #first <= 15 and tonumber(first)
+    if not len then return fail("bad_response", "bad Content-Length: " .. cl:sub(1, 40)) end
+    if len > self.max_body then
+      return fail("too_large", "response body larger than max_body (" .. self.max_body .. " bytes)")
+    end
+    if len == 0 then
+      body_out = ""
+    else
+      sock:settimeout(left_ms(deadline))
+      local b, e = sock:receive(len)
+      if not b then return io_error("receive", e, true) end
+      body_out = b
+    end
+  else
+    local b, e = read_to_close(sock, self.max_body, deadline)
+    if not b then return nil, e end
+    body_out, reusable = b, false
+  end
+  return { status = status, headers = headers, body = body_out }, reusable
+end
+
+function M:request(req)
+  local phase = ngx.get_phase()
+  if not M.PHASES[phase] then
+    return fail("phase", "no cosockets in nginx's '" .. phase .. "' phase: run rctasks from a timer "
+      .. "(ngx.timer.at) or from a rewrite/access/content handler")
+  end
+  if type(req) ~= "table" or type(req.method) ~= "string" or type(req.url) ~= "string" then
+    error("rctasks.transport.ngx: request wants {method=, url=, headers=, body=, timeout=}", 2)
+  end
+  if not req.method:match("^%u+$") then error("rctasks.transport.ngx: bad method", 2) end
+  local scheme, host, port, target, authority = parse_url(req.url)
+  if not scheme then return fail("bad_response", "cannot use URL " .. req.url:sub(1, 200)) end
+  local tls = scheme == "https"
+
+  ngx.update_time()
+  local deadline = ngx.now() + (req.timeout or self.timeout)
+  local addr = self.resolve[host] or (host == "localhost" and "127.0.0.1") or host
+  -- Verified connections to one endpoint under one trust store share a pool; nothing else does.
+  local pool = "rctasks:" .. (tls and "https" or "http") .. ":" .. host .. ":" .. port .. ":" .. addr
+    .. (tls and self.ca_file and (":" .. self.ca_file) or "")
+
+  for attempt = 1, 2 do
+    local sock = ngx.socket.tcp()
+    local cto = math.min(self.connect_timeout * 1000, left_ms(deadline))
+    sock:settimeouts(cto, left_ms(deadline), left_ms(deadline))
+    local ok, err = sock:connect(addr, port, { pool = pool, pool_size = self.pool_size })
+    if not ok then return io_error("connect", err) end
+    local reused = (sock:getreusedtimes() or 0) > 0
+    if tls and not reused then
+      sock:settimeout(math.min(self.connect_timeout * 1000, left_ms(deadline)))
+      local sess
+      -- false: no session object wanted (pooled connections are the reuse); resty.core 0.1.25
+      -- asserts when a nil session handshake completes at once
+      sess, err = sock:sslhandshake(false, host, true)
+      if not sess then
+        sock:close()
+        local e1, e2 = io_error("tls", err)
+        if is_ip(host) and err:find("host mismatch", 1, true) then
+          e2.message = e2.message .. " (certificates of IP-address URLs cannot be verified here: use a host name)"
+        end
+        return e1, e2
+      end
+    end
+    local res, reusable_or_err, nothing = exchange(self, sock, req, authority, target, deadline)
+    if res then
+      if reusable_or_err then
+        sock:setkeepalive(self.keepalive_timeout * 1000, self.pool_size)
+      else
+        sock:close()
+      end
+      return res
+    end
+    sock:close()
+    -- a pooled connection the server closed while idle: try once on a fresh one
+    if not (reused and nothing and attempt == 1) then return nil, reusable_or_err end
+  end
+end
+
+-- Nothing to free: cosockets belong to requests, the pool to the worker.
+function M.close() end
+
+return M
