@@ -50,7 +50,8 @@ end
 M.RETRYABLE_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
 
 local REASONS = { [301] = "Moved Permanently", [302] = "Found", [303] = "See Other",
-  [307] = "Temporary Redirect", [308] = "Permanent Redirect", [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden",
+  [307] = "Temporary Redirect", [308] = "Permanent Redirect", [400] = "Bad Request", [401] = "Unauthorized",
+  [403] = "Forbidden",
   [404] = "Not Found", [409] = "Conflict", [412] = "Precondition Failed",
   [429] = "Too Many Requests", [500] = "Internal Server Error", [502] = "Bad Gateway",
   [503] = "Service Unavailable", [504] = "Gateway Timeout" }
