@@ -226,7 +226,11 @@ end
 
 -- An error value -> exit code; the message goes to stderr (the client scrubbed keys from it).
 local function fail(env, err)
-  env.stderr:write("rctasks: ", tostring(err), "\n")
+  local line = tostring(err)
+  if err.kind == "transport" and err.code and not line:find(err.code, 1, true) then
+    line = line .. " (" .. err.code .. ")" -- the curl error name is what people search for
+  end
+  env.stderr:write("rctasks: ", line, "\n")
   if err.kind == "task" then return EXIT.failed end
   if err.kind == "timeout" then return EXIT.timeout end
   return EXIT.api

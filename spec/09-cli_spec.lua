@@ -1,0 +1,258 @@
+-- The rctasks command-line tool and the examples, run as processes against the simulator.
+local sim = require "helpers.sim"
+
+local LUA = rawget(_G, "jit") and "luajit" or "lua5.4"
+local ROOT = io.popen("pwd"):read("*l")
+
+local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  os.remove(path)
+  return s
+end
+
+-- Runs `cmd` (a shell fragment) with exactly the REDISCLOUD_* variables of `env`; returns exit
+-- code, stdout, stderr. Every run checks that no key of `env` appears in what it printed.
+local function sh(cmd, env)
+  local out, err = os.tmpname(), os.tmpname()
+  local vars = {}
+  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. quote(v) end
+  local line = "env -u REDISCLOUD_ACCESS_KEY -u REDISCLOUD_SECRET_KEY -u REDISCLOUD_URL " ..
+    table.concat(vars, " ") .. " " .. cmd .. " >" .. out .. " 2>" .. err .. " </dev/null; echo $?"
+  local p = io.popen(line)
+  local rc = tonumber(p:read("*a"))
+  p:close()
+  local o, e = slurp(out), slurp(err)
+  for _, name in ipairs({ "REDISCLOUD_ACCESS_KEY", "REDISCLOUD_SECRET_KEY" }) do
+    local secret = env and env[name]
+    if secret then
+      assert.is_nil(o:find(secret, 1, true), "a key appeared on stdout")
+      assert.is_nil(e:find(secret, 1, true), "a key appeared on stderr")
+    end
+  end
+  return rc, o, e
+end
+
+local function rctasks(args, env) return sh(LUA .. " bin/rctasks " .. args, env) end
+
+local function account(cfg)
+  local a = sim.account(cfg)
+  a.env = { REDISCLOUD_ACCESS_KEY = a.key, REDISCLOUD_SECRET_KEY = a.secret, REDISCLOUD_URL = sim.url() }
+  return a
+end
+
+local function lines(s)
+  local t = {}
+  for l in s:gmatch("[^\r\n]+") do t[#t + 1] = l end
+  return t
+end
+
+describe("rctasks CLI", function()
+  it("prints help for the tool and for every command, exit 0", function()
+    local rc, out = rctasks("--help")
+    assert.equal(0, rc)
+    assert.matches("usage: rctasks <command>", out, 1, true)
+    assert.matches("REDISCLOUD_ACCESS_KEY", out, 1, true)
+    for _, cmd in ipairs({ "list", "get", "wait", "watch" }) do
+      local rc2, out2 = rctasks(cmd .. " --help")
+      assert.equal(0, rc2)
+      assert.matches("usage: rctasks " .. cmd, out2, 1, true)
+      local rc3, out3 = rctasks("help " .. cmd)
+      assert.equal(0, rc3); assert.equal(out2, out3)
+    end
+  end)
+
+  it("exits 2 with a hint on stderr for usage errors", function()
+    local a = account()
+    for _, args in ipairs({ "", "frobnicate", "list --colour", "list extra", "get", "get a b",
+                            "wait x --timeout soon", "watch --count 0", "get ../../etc", "list --json=yes" }) do
+      local rc, out, err = rctasks(args, a.env)
+      assert.equal(2, rc, "rctasks " .. args)
+      assert.equal("", out)
+      assert.is_truthy(err:find("usage") or err:find("--help"), "rctasks " .. args)
+    end
+    assert.equal(0, sim.stats(a.key).requests)
+  end)
+
+  it("takes credentials from the environment only: missing keys or an http:// remote URL exit 2", function()
+    local rc, _, err = rctasks("list", { REDISCLOUD_ACCESS_KEY = "k" .. sim.hex(8) })
+    assert.equal(2, rc)
+    assert.matches("REDISCLOUD_SECRET_KEY", err, 1, true)
+    local rc2, _, err2 = rctasks("list", {
+      REDISCLOUD_ACCESS_KEY = "k" .. sim.hex(8), REDISCLOUD_SECRET_KEY = "s" .. sim.hex(8),
+      REDISCLOUD_URL = "http://api.example.com/v1" })
+    assert.equal(2, rc2)
+    assert.matches("loopback", err2, 1, true)
+  end)
+
+  it("lists tasks as an aligned table, filtered by --status", function()
+    local a = account({ outcomes = { "completed", "error" } })
+    local ok = sim.task(a.key, { queue = false, resourceId = 100123 })
+    local bad = sim.task(a.key, { queue = false })
+    local t = sim.task(a.key, { outcome = "stuck", queue = false })
+    os.execute("sleep 0.1") -- the sim's 0.02 s steps end: ok and bad are done, t is stuck
+    local rc, out = rctasks("list", a.env)
+    assert.equal(0, rc)
+    local l = lines(out)
+    assert.equal(4, #l)
+    local col = l[1]:find("STATUS", 1, true)
+    assert.matches("^TASK ID", l[1])
+    for i = 2, 4 do assert.is_truthy(l[i]:sub(col):match("^processing%-"), l[i]) end
+    for _, id in ipairs({ ok, bad, t }) do assert.matches(id, out, 1, true) end
+    assert.matches("100123", out, 1, true)
+
+    local rc2, out2 = rctasks("list --status processing-error", a.env)
+    assert.equal(0, rc2)
+    assert.equal(2, #lines(out2))
+    assert.matches(bad, out2, 1, true)
+  end)
+
+  it("lists tasks as one JSON array with --json, [] when there are none", function()
+    local a = account()
+    local rc0, out0 = rctasks("list --json", a.env)
+    assert.equal(0, rc0)
+    assert.same({}, sim.decode(out0))
+    assert.equal("[]\n", out0)
+    local id1, id2 = sim.task(a.key, {}), sim.task(a.key, {})
+    local rc, out = rctasks("list --json --limit 5", a.env)
+    assert.equal(0, rc)
+    local v = assert(sim.decode(out))
+    assert.equal(2, #v)
+    local got = { [v[1].taskId] = true, [v[2].taskId] = true }
+    assert.same({ [id1] = true, [id2] = true }, got)
+    assert.is_string(v[1].status)
+  end)
+
+  it("shows one task, as text or as JSON", function()
+    local a = account()
+    local id = sim.task(a.key, { resourceId = 51055029 })
+    os.execute("sleep 0.1")
+    local rc, out = rctasks("get " .. id, a.env)
+    assert.equal(0, rc)
+    assert.matches("taskId%s+" .. id:gsub("%-", "%%-"), out)
+    assert.matches("status%s+processing%-completed", out)
+    assert.matches("resourceId%s+51055029", out)
+    local rc2, out2 = rctasks("get " .. id .. " --json", a.env)
+    assert.equal(0, rc2)
+    local v = assert(sim.decode(out2))
+    assert.equal(id, v.taskId)
+    assert.equal(51055029, v.response.resourceId)
+  end)
+
+  it("exits 4 on an API error (unknown task, wrong secret) or a network error", function()
+    local a = account()
+    local ghost = "00000000-0000-4000-8000-000000000000"
+    local rc, out, err = rctasks("get " .. ghost, a.env)
+    assert.equal(4, rc); assert.equal("", out)
+    assert.matches("404", err, 1, true); assert.matches(ghost, err, 1, true)
+    sim.task(a.key, {})
+    local env = { REDISCLOUD_ACCESS_KEY = a.key, REDISCLOUD_SECRET_KEY = "wrong" .. sim.hex(8),
+                  REDISCLOUD_URL = sim.url() }
+    local rc2, _, err2 = rctasks("wait " .. ghost, env)
+    assert.equal(4, rc2)
+    assert.matches("401", err2, 1, true)
+    env.REDISCLOUD_URL = "http://127.0.0.1:9/v1"
+    local rc3, _, err3 = rctasks("list", env)
+    assert.equal(4, rc3)
+    assert.matches("CURLE_COULDNT_CONNECT", err3, 1, true)
+  end)
+
+  it("waits a task to completion, one plain line per status when piped, exit 0", function()
+    local a = account({ step = 0.1 })
+    local id = sim.task(a.key, { resourceId = 7 })
+    local rc, out = rctasks("wait " .. id .. " --interval 0.05 --max-interval 0.1", a.env)
+    assert.equal(0, rc)
+    assert.is_nil(out:find("\r", 1, true))
+    local l = lines(out)
+    assert.matches("received$", l[1])
+    assert.matches("processing%-completed$", l[#l - 1])
+    assert.equal("task " .. id .. " processing-completed resource 7", l[#l])
+  end)
+
+  it("exits 1 when the task fails, naming the task and the API error", function()
+    local a = account({ outcomes = { "error:PLANNER_TIMEOUT" } })
+    local id = sim.task(a.key, {})
+    local rc, _, err = rctasks("wait " .. id .. " --interval 0.05", a.env)
+    assert.equal(1, rc)
+    assert.matches(id, err, 1, true)
+    assert.matches("PLANNER_TIMEOUT", err, 1, true)
+    local rc2, out2 = rctasks("wait " .. id .. " --json", a.env)
+    assert.equal(1, rc2)
+    assert.equal("processing-error", assert(sim.decode(out2)).status)
+  end)
+
+  it("exits 3 at --timeout", function()
+    local a = account({ outcomes = { "stuck" } })
+    local id = sim.task(a.key, {})
+    local rc, _, err = rctasks("wait " .. id .. " --timeout 0.3 --interval 0.05", a.env)
+    assert.equal(3, rc)
+    assert.matches("timeout", err, 1, true)
+  end)
+
+  it("prints only the final task as JSON with wait --json", function()
+    local a = account()
+    local id = sim.task(a.key, {})
+    local rc, out = rctasks("wait " .. id .. " --json --interval 0.05", a.env)
+    assert.equal(0, rc)
+    local v = assert(sim.decode(out))
+    assert.equal(id, v.taskId); assert.equal("processing-completed", v.status)
+  end)
+
+  it("redraws one live status line on a terminal", function()
+    local a = account({ step = 0.15 })
+    local id = sim.task(a.key, {})
+    -- script(1) gives the tool a pseudo-terminal as stdout
+    local inner = LUA .. " bin/rctasks wait " .. id .. " --interval 0.1 --max-interval 0.1"
+    local rc, out = sh("script -qec " .. quote(inner) .. " /dev/null", a.env)
+    assert.equal(0, rc)
+    assert.matches("\r\27[K", out, 1, true)
+    assert.matches("next poll in", out, 1, true)
+    assert.matches("processing-in-progress", out, 1, true)
+    assert.matches("task " .. id .. " processing-completed", out, 1, true)
+  end)
+
+  it("watches the task list, refreshing --count times", function()
+    local a = account()
+    local id = sim.task(a.key, {})
+    local rc, out = rctasks("watch --interval 0.05 --count 3", a.env)
+    assert.equal(0, rc)
+    local n = 0
+    for _ in out:gmatch("\n# ") do n = n + 1 end
+    if out:sub(1, 2) == "# " then n = n + 1 end
+    assert.equal(3, n)
+    assert.matches(id, out, 1, true)
+  end)
+
+  it("runs from any directory, with the modules of its checkout", function()
+    local rc, out = sh("sh -c " .. quote("cd / && " .. LUA .. " " .. quote(ROOT .. "/bin/rctasks") .. " --version"))
+    assert.equal(0, rc)
+    assert.matches("^rctasks %S+\n$", out)
+  end)
+end)
+
+describe("examples", function()
+  local function example(name, a)
+    local env = {}
+    for k, v in pairs(a.env) do env[k] = v end
+    return sh("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/" ..
+      (LUA == "luajit" and "jit" or "5.4") .. "/?.so;;' " .. LUA .. " examples/" .. name, env)
+  end
+
+  it("provision.lua provisions a subscription and a database through the default client", function()
+    local a = account()
+    local rc, out, err = example("provision.lua", a)
+    assert.equal(0, rc, err)
+    assert.matches("database %d+ is active at redis%-", out)
+    assert.equal(1, sim.stats(a.key).by_route["POST /v1/subscriptions/{id}/databases"])
+  end)
+
+  it("wait_all.lua waits for several subscriptions at once", function()
+    local a = account()
+    local rc, out, err = example("wait_all.lua", a)
+    assert.equal(0, rc, err)
+    assert.equal(4, select(2, out:gsub("subscription %d+", "")))
+  end)
+end)
