@@ -14,7 +14,7 @@ HDR      := $(wildcard csrc/*.h)
 
 SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-.PHONY: all build deps test demo clean lint valgrind test-asan fuzz bench sim luarocks-check
+.PHONY: all build deps test demo clean lint valgrind test-asan fuzz bench sim luarocks-check fuzz-ci
 
 all: build
 build: build/5.4/rctasks/core.so build/jit/rctasks/core.so
@@ -68,3 +68,9 @@ fuzz: build/fuzz/fuzz_decode
 	rm -rf build/fuzz/corpus && mkdir -p build/fuzz/corpus && cp fuzz/corpus/* build/fuzz/corpus/
 	build/fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=fuzz/json.dict \
 	  -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/corpus
+
+# The short bounded fuzz run that make test gates on (about a minute).
+fuzz-ci:
+	@mkdir -p build; $(MAKE) -s fuzz FUZZ_SECONDS=60 > build/fuzz-ci.log 2>&1; rc=$$?; \
+	  grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)' build/fuzz-ci.log; \
+	  [ $$rc -eq 0 ] || tail -30 build/fuzz-ci.log; exit $$rc
