@@ -97,6 +97,15 @@ describe("client:get", function()
     assert.matches("HTTP 404 Not Found: Task not found", line, 1, true)
   end)
 
+  it("takes err.code from the API's error type, never from Spring's reason phrase", function()
+    local _, err = client({ { 404, '{"status":404,"error":"Not Found","message":"Task not found"}' } }):get(fake.ID)
+    assert.is_nil(err.code)
+    _, err = client({ { 400, '{"error":{"type":"SUBSCRIPTION_NOT_FOUND","status":"404 NOT_FOUND",' ..
+      '"description":"Subscription 7 not found"}}' } }):get(fake.ID)
+    assert.equal("SUBSCRIPTION_NOT_FOUND", err.code)
+    assert.matches("Subscription 7 not found", err.message, 1, true)
+  end)
+
   it("reads the title of an nginx HTML error page", function()
     local c = client({ { 401, "<html>\r\n<head><title>401 Authorization Required</title></head>\r\n" ..
       "<body>\r\n<center><h1>401 Authorization Required</h1></center>\r\n</body>\r\n</html>\r\n",

@@ -67,8 +67,10 @@ local function body_message(body, decode)
       if type(e) == "table" then
         return e.description or e.type, e.type
       end
+      -- Spring's "error" is a reason phrase ("Not Found"); only an UPPER_SNAKE word is an API type.
+      local code = type(v.type) == "string" and v.type or type(e) == "string" and e:match("^[A-Z][A-Z0-9_]+$")
       local msg = v.message or v.description or (type(e) == "string" and e)
-      if type(msg) == "string" then return msg, type(e) == "string" and e or nil end
+      if type(msg) == "string" then return msg, code or nil end
     end
     return nil
   end
