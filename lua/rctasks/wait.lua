@@ -1,8 +1,10 @@
--- rctasks.wait: poll one task until it ends. The loop lives in Lua, never in C, so that under
--- nginx the sleeps (ngx.sleep) can yield (DESIGN: no C frame below a yield).
+-- rctasks.wait: poll tasks until they end (one for client:wait, many for client:wait_all).
+-- The loop lives in Lua, never in C, so that under nginx the sleeps (ngx.sleep) can yield
+-- (DESIGN: no C frame below a yield).
 -- Schedule: `interval` doubling (`backoff`) to `max_interval`, plus up to `jitter` seconds: the
 -- Go SDK's schedule, so never more requests than it spends; a server's Retry-After overrides the
 -- cap, and nothing overrides the deadline.
+local core = require "rctasks.core"
 local errors = require "rctasks.errors"
 local taskmod = require "rctasks.task"
 
@@ -43,54 +45,120 @@ local function failure(t)
   return errors.new("task", { message = msg, task = t, code = t.response and
     type(t.response.error) == "table" and t.response.error.type or nil })
 end
-M.failure = failure -- wait_all (workflow.lua) reports failed tasks the same way
-
--- wait(client, id, opts): client:get(id, {once = true, deadline = d}) is one poll, no retries
--- of its own: this loop is the retry loop, so failures are not retried twice over.
-function M.wait(client, id, o)
-  local now, sleep = client.now, client.sleep
-  local deadline = now() + o.timeout
+-- The poll schedule as a function: the next sleep, given a server's Retry-After hint.
+function M.schedule(o)
   local delay = o.interval
-  local last, seen, misses = nil, false, 0
-  local failed -- the latest failure waited through: a timeout must say why, not just "never seen"
-  while true do
-    local t, err = client:get(id, { once = true, deadline = deadline })
-    local hint -- a server's Retry-After
-    if t then
-      if not last or t.status ~= last.status then
-        if o.on_update then o.on_update(t, last) end
-      end
-      last, seen = t, true
-      failed = nil
-      if t.status == taskmod.COMPLETED then return t end
-      if t.status == taskmod.ERROR or not taskmod.known(t.status) then return nil, failure(t) end
-    else
-      local early404 = err.status == 404 and not seen and misses < M.EARLY_404
-      if err.kind == "timeout" then
-        break
-      elseif early404 then
-        misses = misses + 1
-      elseif not err.retryable then
-        err.task, err.task_id = err.task or last, id
-        return nil, err
-      elseif client.retry.on_retry then
-        client.retry.on_retry({ attempt = 0, delay = delay, error = err, method = err.method, url = err.url })
-      end
-      hint = err.retry_after
-      failed = err
-    end
-    local left = deadline - now()
-    if left <= 0 then break end
+  return function(hint)
     local d = delay + o.jitter * math.random()
     if hint and hint > d then d = hint end -- the server knows best, but not past the deadline
-    sleep(math.min(d, left))
     delay = math.min(delay * o.backoff, math.max(o.max_interval, o.interval))
+    return d
   end
-  return nil, errors.new("timeout", {
+end
+
+-- Sleep the next scheduled delay, never past the deadline; false once the deadline has come.
+function M.pause(client, next_delay, deadline, hint)
+  local left = deadline - client.now()
+  if left <= 0 then return false end
+  client.sleep(math.min(next_delay(hint), left))
+  return true
+end
+
+-- Feed one poll's outcome into a task's state `s`; sets s.done with s.task or s.err when the task
+-- has ended. Returns the server's Retry-After for a failure worth waiting through.
+local function observe(client, s, o, t, err)
+  if t then
+    if not s.last or t.status ~= s.last.status then
+      if o.on_update then o.on_update(t, s.last) end
+    end
+    s.last, s.failed = t, nil
+    if t.status == taskmod.COMPLETED then s.done, s.task = true, t
+    elseif t.status == taskmod.ERROR or not taskmod.known(t.status) then s.done, s.err = true, failure(t) end
+    return nil
+  end
+  s.failed = err
+  if err.status == 404 and not s.last and s.misses < M.EARLY_404 then
+    s.misses = s.misses + 1
+  elseif not err.retryable then
+    err.task, err.task_id = err.task or s.last, s.id
+    s.done, s.err = true, err
+  else
+    local on_retry = client.retry and client.retry.on_retry
+    if on_retry then on_retry({ attempt = 0, error = err, method = err.method, url = err.url }) end
+    return err.retry_after
+  end
+end
+
+local function timeout_error(s, o)
+  local failed = s.failed
+  return errors.new("timeout", {
     message = string.format("task not done after %gs (last status %s%s)", o.timeout,
-      last and last.status or "never seen", failed and "; last error: " .. tostring(failed.message) or ""),
-    task = last, task_id = id, retryable = true, cause = failed,
+      s.last and s.last.status or "never seen", failed and "; last error: " .. tostring(failed.message) or ""),
+    task = s.last, task_id = s.id, retryable = true, cause = failed,
   })
+end
+
+-- run(client, ids, o, list_above) -> { [id] = state } with state.task or state.err for every id.
+-- One GET /tasks per round while more than `list_above` tasks are pending (it shows them all),
+-- single gets for the rest. Each poll is a single attempt (ctl.once): this loop is the retry
+-- loop, so failures are never retried twice over.
+function M.run(client, ids, o, list_above)
+  local deadline = client.now() + o.timeout
+  local next_delay = M.schedule(o)
+  local ctl = { once = true, deadline = deadline }
+  local state, pending = {}, {}
+  for _, id in ipairs(ids) do
+    if not state[id] then
+      state[id] = { id = id, misses = 0 }
+      pending[#pending + 1] = id
+    end
+  end
+  local timed_out = false
+  while #pending > 0 do
+    local hint, singles = nil, pending
+    if #pending > list_above then
+      singles = {}
+      local list, err = client:call("GET", "/tasks", nil, ctl, core.decode_tasks)
+      local by_id = {}
+      for _, t in ipairs(list or {}) do by_id[t.taskId] = t end
+      for _, id in ipairs(pending) do
+        if by_id[id] then
+          observe(client, state[id], o, by_id[id])
+        elseif list or err.retryable == false then
+          singles[#singles + 1] = id -- not listed (any more), or the list failed for good: ask singly
+        end
+      end
+      if not list then
+        if err.kind == "timeout" then timed_out = true end
+        hint = err.retry_after
+      end
+    end
+    for _, id in ipairs(singles) do
+      if timed_out then break end
+      local t, err = client:get(id, ctl)
+      if err and err.kind == "timeout" then
+        timed_out = true
+      else
+        local h = observe(client, state[id], o, t, err)
+        if h and (not hint or h > hint) then hint = h end
+      end
+    end
+    local still = {}
+    for _, id in ipairs(pending) do if not state[id].done then still[#still + 1] = id end end
+    pending = still
+    if #pending == 0 or timed_out or not M.pause(client, next_delay, deadline, hint) then break end
+  end
+  for _, id in ipairs(pending) do
+    local s = state[id]
+    s.done, s.err = true, timeout_error(s, o)
+  end
+  return state
+end
+
+-- wait(client, id, o) -> final task | nil, err: run() over one task.
+function M.wait(client, id, o)
+  local s = M.run(client, { id }, o, math.huge)[id]
+  return s.task, s.err
 end
 
 return M

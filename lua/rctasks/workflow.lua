@@ -11,7 +11,6 @@
 local cjson = require("cjson").new() -- a private instance: the caller's cjson settings stay theirs
 local core = require "rctasks.core"
 local errors = require "rctasks.errors"
-local taskmod = require "rctasks.task"
 local wait = require "rctasks.wait"
 
 local M = { methods = {} }
@@ -61,25 +60,6 @@ local function set_of(list)
   local s = {}
   for _, v in ipairs(list) do s[v] = true end
   return s
-end
-
--- The wait schedule as a function: next sleep length, given a server's Retry-After hint.
-local function schedule(o)
-  local delay = o.interval
-  return function(hint)
-    local d = delay + o.jitter * math.random()
-    if hint and hint > d then d = hint end
-    delay = math.min(delay * o.backoff, math.max(o.max_interval, o.interval))
-    return d
-  end
-end
-
--- Sleep the next scheduled delay, never past the deadline; false when the deadline has come.
-local function pause(self, next_delay, deadline, hint)
-  local left = deadline - self.now()
-  if left <= 0 then return false end
-  self.sleep(math.min(next_delay(hint), left))
-  return true
 end
 
 ------------------------------------------------------------------------------------------------
@@ -169,7 +149,7 @@ end
 -- Poll GET path until `check(value)` returns true (with the result); tolerates 404s until
 -- `grace_until` and transient failures until the deadline. Returns value | nil, err.
 local function poll_resource(self, path, o, deadline, grace_until, check)
-  local next_delay = schedule(o)
+  local next_delay = wait.schedule(o)
   local last
   while true do
     local v, err = request(self, "GET", path, nil, { once = true, deadline = deadline })
@@ -187,7 +167,7 @@ local function poll_resource(self, path, o, deadline, grace_until, check)
     else
       hint = err.retry_after
     end
-    if not pause(self, next_delay, deadline, hint) then break end
+    if not wait.pause(self, next_delay, deadline, hint) then break end
   end
   return nil, errors.new("timeout", { retryable = true, resource = last, url = self.base_url .. path,
     message = string.format("resource %s not ready after %gs (last status %s)", path, o.timeout,
@@ -296,83 +276,7 @@ function W:wait_all(ids, opts)
   local check_id = require("rctasks.client").check_id -- lazily: client.lua loads this file
   for _, id in ipairs(ids) do check_id(id, 2) end
   local o, mine = split("rctasks.wait_all", opts, WAIT_ALL_OWN, 2)
-  local list_above = mine.list_above or M.LIST_ABOVE
-  local deadline = self.now() + o.timeout
-  local next_delay = schedule(o)
-  local state, pending, npending = {}, {}, 0
-  for _, id in ipairs(ids) do
-    if not state[id] then
-      state[id] = { misses = 0 }
-      npending = npending + 1
-      pending[npending] = id
-    end
-  end
-  local ctl = { once = true, deadline = deadline }
-
-  local function finish(id, t, err)
-    local s = state[id]
-    s.done, s.task, s.err = true, t, err
-  end
-
-  local function observe(id, t)
-    local s = state[id]
-    if not s.last or s.last.status ~= t.status then
-      if o.on_update then o.on_update(t, s.last) end
-    end
-    s.last, s.seen = t, true
-    if t.status == taskmod.COMPLETED then finish(id, t)
-    elseif t.status == taskmod.ERROR or not taskmod.known(t.status) then finish(id, nil, wait.failure(t)) end
-  end
-
-  local timed_out = false
-  while npending > 0 do
-    local hint, singles = nil, pending
-    if npending > list_above then
-      singles = {}
-      local list, err = self:call("GET", "/tasks", nil, ctl, core.decode_tasks)
-      if list then
-        local by_id = {}
-        for _, t in ipairs(list) do by_id[t.taskId] = t end
-        for _, id in ipairs(pending) do
-          if by_id[id] then observe(id, by_id[id]) else singles[#singles + 1] = id end
-        end
-      elseif err.kind == "timeout" then
-        timed_out = true
-      elseif not err.retryable then
-        for _, id in ipairs(pending) do finish(id, nil, copy_error(err, { task = state[id].last, task_id = id })) end
-      else
-        hint = err.retry_after
-      end
-    end
-    for _, id in ipairs(singles) do
-      if timed_out then break end
-      local s = state[id]
-      local t, err = self:get(id, ctl)
-      if t then
-        observe(id, t)
-      elseif err.kind == "timeout" then
-        timed_out = true
-      elseif err.status == 404 and not s.seen and s.misses < wait.EARLY_404 then
-        s.misses = s.misses + 1
-      elseif not err.retryable then
-        err.task = err.task or s.last
-        finish(id, nil, err)
-      elseif not hint or (err.retry_after or 0) > hint then
-        hint = err.retry_after
-      end
-    end
-    local still = {}
-    for _, id in ipairs(pending) do if not state[id].done then still[#still + 1] = id end end
-    pending, npending = still, #still
-    if npending == 0 or timed_out or not pause(self, next_delay, deadline, hint) then break end
-  end
-
-  for _, id in ipairs(pending) do
-    local s = state[id]
-    finish(id, nil, errors.new("timeout", { task = s.last, task_id = id, retryable = true,
-      message = string.format("task not done after %gs (last status %s)", o.timeout,
-        s.last and s.last.status or "never seen") }))
-  end
+  local state = wait.run(self, ids, o, mine.list_above or M.LIST_ABOVE)
   local out = {}
   for i, id in ipairs(ids) do out[i] = { id = id, task = state[id].task, err = state[id].err } end
   return out
