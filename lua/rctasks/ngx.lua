@@ -2,6 +2,7 @@
 --   limiter{dict=, key=, limit=, window=, margin=}  one request budget per account across all
 --                                                 workers, kept in an ngx.shared.DICT
 --   new(client_opts, {dict=, limit=, window=})     rctasks.new with that limiter, keyed by account
+--   default()                                      this worker's client from REDISCLOUD_* variables
 --   spawn_wait(client, id, {dict=, ttl=, wait=})   wait in an ngx.timer, record the outcome
 --   result(id, {dict=})                            read what spawn_wait recorded (any worker)
 local ngx = rawget(_G, "ngx")
@@ -116,6 +117,33 @@ function M.new(client_opts, lim)
                            margin = lim.margin }
   end
   return require("rctasks").new(o)
+end
+
+local default -- one per Lua VM, i.e. per worker (made in init_by_lua: inherited by every worker)
+
+local function getenv(name)
+  local v = os.getenv(name)
+  return v ~= "" and v or nil
+end
+
+-- The client from REDISCLOUD_ACCESS_KEY, REDISCLOUD_SECRET_KEY, REDISCLOUD_URL (nginx.conf needs
+-- `env` lines for them), with its budget in `lua_shared_dict rctasks` when that dict exists.
+function M.default()
+  if not default then
+    local opts = {
+      api_key = getenv("REDISCLOUD_ACCESS_KEY")
+        or error("rctasks.ngx: REDISCLOUD_ACCESS_KEY is not set (nginx.conf needs `env REDISCLOUD_ACCESS_KEY;`)", 2),
+      secret_key = getenv("REDISCLOUD_SECRET_KEY")
+        or error("rctasks.ngx: REDISCLOUD_SECRET_KEY is not set (nginx.conf needs `env REDISCLOUD_SECRET_KEY;`)", 2),
+      base_url = getenv("REDISCLOUD_URL"),
+    }
+    if ngx.shared.rctasks then
+      default = M.new(opts, { dict = "rctasks" })
+    else
+      default = require("rctasks").new(opts)
+    end
+  end
+  return default
 end
 
 ------------------------------------------------------------------------------------------------

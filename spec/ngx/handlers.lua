@@ -62,7 +62,7 @@ end
 
 local function task_view(t)
   return { ok = true, id = t.taskId, status = t.status, resource_id = t:resource_id(),
-           self = t:link("self"), worker = ngx.worker.id() }
+           self = t:link("self"), worker = ngx.worker.id(), at = ngx.now() }
 end
 
 function M.get()

@@ -28,6 +28,7 @@ local MAX_LINE = 8192          -- status, header and chunk-size lines
 local MAX_HEAD = 64 * 1024     -- the whole header block (same cap as the C client)
 local MAX_INFORMATIONAL = 8    -- 1xx answers skipped before the real one
 local DEFAULT_MAX_BODY = 8 * 1024 * 1024
+local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
 
 local function fail(code, message, fields)
   local f = fields or {}
@@ -240,6 +241,23 @@ local function read_to_close(sock, max_body, deadline)
   end
 end
 
+-- TLS with verification and SNI -> true | nil, err. resty.core 0.1.25 asserts (raises) when a
+-- handshake that completed at once then failed verification, and with reused_session=false it
+-- skips that check: pcall keeps the check and turns the raise into the error it stands for.
+local function handshake(sock, host)
+  local ok, sess, err = pcall(sock.sslhandshake, sock, nil, host, true)
+  if not ok then
+    return fail("tls", "TLS handshake failed: certificate not verified (untrusted CA or host name mismatch)",
+      { unsent = true })
+  end
+  if sess == nil then
+    if err == "timeout" then return io_error("tls", err) end
+    return fail("tls", "TLS handshake failed: " .. tostring(err),
+      { unsent = true, retryable = not tostring(err):find("certificate", 1, true) })
+  end
+  return true
+end
+
 -- One exchange on a connected socket: returns res, reusable | nil, err, nothing_received.
 local function exchange(self, sock, req, host_header, target, deadline)
   local lines = { req.method .. " " .. target .. " HTTP/1.1", "Host: " .. host_header }
@@ -347,14 +365,10 @@ function M:request(req)
     local reused = (sock:getreusedtimes() or 0) > 0
     if tls and not reused then
       sock:settimeout(math.min(self.connect_timeout * 1000, left_ms(deadline)))
-      local sess
-      -- false: no session object wanted (pooled connections are the reuse); resty.core 0.1.25
-      -- asserts when a nil session handshake completes at once
-      sess, err = sock:sslhandshake(false, host, true)
-      if not sess then
+      local e1, e2 = handshake(sock, host)
+      if e2 then
         sock:close()
-        local e1, e2 = io_error("tls", err)
-        if is_ip(host) and err:find("host mismatch", 1, true) then
+        if is_ip(host) then
           e2.message = e2.message .. " (certificates of IP-address URLs cannot be verified here: use a host name)"
         end
         return e1, e2
@@ -370,8 +384,9 @@ function M:request(req)
       return res
     end
     sock:close()
-    -- a pooled connection the server closed while idle: try once on a fresh one
-    if not (reused and nothing and attempt == 1) then return nil, reusable_or_err end
+    -- a pooled connection the server closed while idle: try once on a fresh one, unless the
+    -- request is not idempotent (a POST might have been processed before the connection died)
+    if not (reused and nothing and attempt == 1 and IDEMPOTENT[req.method]) then return nil, reusable_or_err end
   end
 end
 
