@@ -339,7 +339,7 @@ function M:request(req)
   local phase = ngx.get_phase()
   if not M.PHASES[phase] then
     return fail("phase", "no cosockets in nginx's '" .. phase .. "' phase: run rctasks from a timer "
-      .. "(ngx.timer.at) or from a rewrite/access/content handler")
+      .. "(ngx.timer.at) or from a rewrite/access/content handler", { unsent = true })
   end
   if type(req) ~= "table" or type(req.method) ~= "string" or type(req.url) ~= "string" then
     error("rctasks.transport.ngx: request wants {method=, url=, headers=, body=, timeout=}", 2)
