@@ -19,6 +19,13 @@ end
 describe("examples/nginx.conf", function()
   local srv, acct
 
+  it("is quoted verbatim in the README's OpenResty section", function()
+    local readme = assert(H.read(H.ROOT .. "/README.md"))
+    local block = readme:match("\n## OpenResty.-```nginx\n(.-)```\n")
+    assert.is_string(block, "no nginx block in the README's OpenResty section")
+    assert.equal(H.read(H.ROOT .. "/examples/nginx.conf"), block)
+  end)
+
   setup(function()
     acct = sim.account({ step = 0.2 })
     srv = H.start(example_conf(), { env = { REDISCLOUD_ACCESS_KEY = acct.key, REDISCLOUD_SECRET_KEY = acct.secret,
