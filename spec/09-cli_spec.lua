@@ -202,7 +202,7 @@ describe("rctasks CLI", function()
   end)
 
   it("redraws one live status line on a terminal", function()
-    local a = account({ step = 0.15 })
+    local a = account({ step = 0.4 }) -- each status lasts 0.4 s: polls at most 0.2 s apart see them all
     local id = sim.task(a.key, {})
     -- script(1) gives the tool a pseudo-terminal as stdout
     local inner = LUA .. " bin/rctasks wait " .. id .. " --interval 0.1 --max-interval 0.1"
