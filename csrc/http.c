@@ -23,6 +23,16 @@
 #define HTTP_KEEP_BODY_CAP ((size_t)1 << 20) /* above this a body buffer is freed after use */
 #define HTTP_MAX_METHOD 32
 #define HTTP_MAX_TIMEOUT_MS 2147483647.0     /* curl takes a long; cap at 2^31-1 ms (~24 days) */
+#define HTTP_MAX_REQ_HEADERS ((size_t)64 << 10) /* request header lines, all together */
+#define HTTP_MAX_CACHED_URL ((size_t)8 << 10)   /* longer URLs are parsed anew each time */
+
+/* A pre-parsed URL handle (CURLOPT_CURLU) spares libcurl a URL parse per request (~15k
+ * instructions of ~80k, measured with callgrind): 7.63 and later. */
+#if LIBCURL_VERSION_NUM >= 0x073f00
+#define HTTP_USE_CURLU 1
+#else
+#define HTTP_USE_CURLU 0
+#endif
 
 /* ===== Buffers ===== */
 
@@ -69,6 +79,16 @@ typedef struct {
     long timeout_ms;
     size_t max_body;
     rc_buf body, head;
+    /* Per-request state kept while it does not change (the common case: the same GET again). */
+    rc_buf lines, prev_lines;     /* request header lines "name: value\0"..., this one and the cached */
+    struct curl_slist *hlist;     /* built from prev_lines, set on the handle */
+    int hlist_set;                /* hlist (possibly NULL) is what the handle holds */
+    long set_timeout_ms;          /* CURLOPT_TIMEOUT_MS on the handle, -1 unknown */
+    int plain_get;                /* the handle is set for a bodiless GET */
+#if HTTP_USE_CURLU
+    CURLU *url;                   /* parsed form of url_text */
+    rc_buf url_text;              /* empty: nothing valid cached */
+#endif
     int body_over, head_over, oom; /* set by callbacks, read after perform */
     lua_Integer requests, connects;
     char errbuf[CURL_ERROR_SIZE];
@@ -119,8 +139,20 @@ static void http_release(rc_http *h)
         curl_easy_cleanup(h->curl);
         h->curl = NULL;
     }
+    /* after the easy handle: it points at both */
+    curl_slist_free_all(h->hlist);
+    h->hlist = NULL;
+#if HTTP_USE_CURLU
+    if (h->url != NULL) {
+        curl_url_cleanup(h->url);
+        h->url = NULL;
+    }
+    buf_free(&h->url_text);
+#endif
     buf_free(&h->body);
     buf_free(&h->head);
+    buf_free(&h->lines);
+    buf_free(&h->prev_lines);
 }
 
 static rc_http *check_open(lua_State *L)
@@ -307,6 +339,9 @@ static CURLcode setup_handle(rc_http *h, const http_opts *o)
     SET(CURLOPT_WRITEDATA, (void *)h);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, (void *)h);
+#if HTTP_USE_CURLU
+    SET(CURLOPT_CURLU, h->url);
+#endif
 #undef SET
     return rc;
 }
@@ -329,7 +364,15 @@ static int http_new(lua_State *L)
     lua_setmetatable(L, -2);
     h->timeout_ms = o.timeout_ms;
     h->max_body = o.max_body;
+    h->set_timeout_ms = -1;
     h->curl = curl_easy_init();
+#if HTTP_USE_CURLU
+    h->url = curl_url();
+    if (h->url == NULL) {
+        http_release(h);
+        return push_failure(L, "ENOMEM", "out of memory");
+    }
+#endif
     if (h->curl == NULL)
         return push_failure(L, "ENOMEM", "out of memory");
     rc = setup_handle(h, &o);
@@ -359,76 +402,93 @@ static int is_token(const char *s, size_t n)
     return 1;
 }
 
-/* Raise on a malformed headers map at index t: runs before anything per-request is allocated. */
-static void check_headers(lua_State *L, int t)
+/* Check the headers map at index t (raises on a malformed one) and write its lines into
+ * h->lines as "Name: value\0" ("Name;\0" for an empty value: curl's spelling, "Name:" deletes).
+ * Raising here leaks nothing: the buffer belongs to the client. Returns 0 on ENOMEM. */
+static int collect_headers(lua_State *L, rc_http *h, int t, int has_body)
 {
-    lua_pushnil(L);
-    while (lua_next(L, t) != 0) {
-        size_t nl, vl;
-        const char *name, *v;
-        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "rctasks.http: headers must map string names to string values");
-        name = lua_tolstring(L, -2, &nl);
-        v = lua_tolstring(L, -1, &vl);
-        if (!is_token(name, nl))
-            luaL_error(L, "rctasks.http: invalid header name");
-        /* The value is never echoed: it may be an API key. */
-        if (memchr(v, '\r', vl) != NULL || memchr(v, '\n', vl) != NULL || memchr(v, '\0', vl) != NULL)
-            luaL_error(L, "rctasks.http: header '%s' value contains CR, LF or NUL", name);
-        lua_pop(L, 1);
-    }
-}
-
-/* Build the curl header list from a checked map; never raises. Returns 0 on ENOMEM (list freed). */
-static int build_headers(lua_State *L, int t, struct curl_slist **out)
-{
-    struct curl_slist *list = NULL, *next;
-    int has_expect = 0, top = lua_gettop(L);
-    *out = NULL;
+    int has_expect = 0;
+    h->lines.len = 0;
     if (t != 0) {
         lua_pushnil(L);
         while (lua_next(L, t) != 0) {
             size_t nl, vl;
-            const char *name = lua_tolstring(L, -2, &nl);
-            const char *v = lua_tolstring(L, -1, &vl);
-            char *line = malloc(nl + vl + 3);
-            lua_pop(L, 1);
-            if (line == NULL)
-                goto oom;
-            /* "Name;" is curl's spelling of a header with an empty value ("Name:" deletes it). */
-            if (vl == 0)
-                snprintf(line, nl + 2, "%s;", name);
-            else
-                snprintf(line, nl + vl + 3, "%s: %s", name, v);
-            next = curl_slist_append(list, line);
-            free(line);
-            if (next == NULL)
-                goto oom;
-            list = next;
+            const char *name, *v;
+            int r;
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+                luaL_error(L, "rctasks.http: headers must map string names to string values");
+            name = lua_tolstring(L, -2, &nl);
+            v = lua_tolstring(L, -1, &vl);
+            if (!is_token(name, nl))
+                luaL_error(L, "rctasks.http: invalid header name");
+            /* The value is never echoed: it may be an API key. */
+            if (memchr(v, '\r', vl) != NULL || memchr(v, '\n', vl) != NULL || memchr(v, '\0', vl) != NULL)
+                luaL_error(L, "rctasks.http: header '%s' value contains CR, LF or NUL", name);
+            r = buf_append(&h->lines, name, nl, HTTP_MAX_REQ_HEADERS);
+            if (r == 1)
+                r = vl == 0 ? buf_append(&h->lines, ";", 2, HTTP_MAX_REQ_HEADERS)
+                            : buf_append(&h->lines, ": ", 2, HTTP_MAX_REQ_HEADERS);
+            if (r == 1 && vl > 0)
+                r = buf_append(&h->lines, v, vl + 1, HTTP_MAX_REQ_HEADERS); /* with its NUL */
+            if (r == 0)
+                luaL_error(L, "rctasks.http: request headers larger than %d bytes", (int)HTTP_MAX_REQ_HEADERS);
+            if (r < 0) {
+                lua_pop(L, 2);
+                return 0;
+            }
             if (nl == 6 && strncasecmp(name, "expect", 6) == 0)
                 has_expect = 1;
+            lua_pop(L, 1);
         }
     }
     /* No "Expect: 100-continue" stall on bodies unless the caller asked for it. */
-    if (!has_expect) {
-        next = curl_slist_append(list, "Expect:");
-        if (next == NULL)
-            goto oom;
-        list = next;
-    }
-    *out = list;
+    if (has_body && !has_expect && buf_append(&h->lines, "Expect:", 8, HTTP_MAX_REQ_HEADERS + 8) < 0)
+        return 0;
     return 1;
-oom:
-    lua_settop(L, top); /* drop the lua_next key left on the stack */
-    curl_slist_free_all(list);
-    return 0;
 }
 
-/* Set the verb and body; a request leaves no verb or body state behind for the next one. */
-static CURLcode set_method(CURL *c, const char *method, const char *body, size_t blen)
+/* Put h->lines on the handle, rebuilding the curl list only when they changed since the last
+ * request (the same GET again reuses it). Never raises. Returns 0 on ENOMEM (nothing changed). */
+static int apply_headers(rc_http *h)
+{
+    struct curl_slist *list = NULL, *next;
+    const char *p = h->lines.data, *end = p != NULL ? p + h->lines.len : p; /* NULL + 0 is UB */
+    rc_buf tmp;
+    if (h->hlist_set && h->lines.len == h->prev_lines.len &&
+        (h->lines.len == 0 || memcmp(h->lines.data, h->prev_lines.data, h->lines.len) == 0))
+        return 1;
+    while (p < end) {
+        next = curl_slist_append(list, p);
+        if (next == NULL) {
+            curl_slist_free_all(list);
+            return 0;
+        }
+        list = next;
+        p += strlen(p) + 1;
+    }
+    if (curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, list) != CURLE_OK) {
+        curl_slist_free_all(list);
+        return 0;
+    }
+    curl_slist_free_all(h->hlist); /* the handle no longer points at it */
+    h->hlist = list;
+    h->hlist_set = 1;
+    tmp = h->prev_lines; /* the lines become the cache key; the old key's memory is reused */
+    h->prev_lines = h->lines;
+    h->lines = tmp;
+    return 1;
+}
+
+/* Set the verb and body; a request leaves no verb or body state behind for the next one.
+ * A bodiless GET after another one needs no option at all. */
+static CURLcode set_method(rc_http *h, const char *method, const char *body, size_t blen)
 {
     CURLcode rc = CURLE_OK;
+    CURL *c = h->curl;
     int is_get = strcmp(method, "GET") == 0, is_head = strcmp(method, "HEAD") == 0;
+    if (is_get && body == NULL && h->plain_get)
+        return CURLE_OK;
+    h->plain_get = 0;
 #define SET(opt, v) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, v)
     SET(CURLOPT_POSTFIELDS, (char *)NULL);
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
@@ -448,6 +508,7 @@ static CURLcode set_method(CURL *c, const char *method, const char *body, size_t
     if (!is_get && !is_head)
         SET(CURLOPT_CUSTOMREQUEST, method);
 #undef SET
+    h->plain_get = rc == CURLE_OK && is_get && body == NULL;
     return rc;
 }
 
@@ -474,13 +535,20 @@ static void push_headers(lua_State *L, const char *p, size_t n)
         if (colon == NULL || colon == line)
             continue;
         {
-            luaL_Buffer b;
-            const char *q;
+            char lower[64]; /* header names are short; a longer one goes through a Lua buffer */
+            size_t i, nl = (size_t)(colon - line);
             int tbl = lua_gettop(L);
-            luaL_buffinit(L, &b);
-            for (q = line; q < colon; q++)
-                luaL_addchar(&b, (*q >= 'A' && *q <= 'Z') ? (char)(*q + ('a' - 'A')) : *q);
-            luaL_pushresult(&b);
+            if (nl <= sizeof lower) {
+                for (i = 0; i < nl; i++)
+                    lower[i] = (line[i] >= 'A' && line[i] <= 'Z') ? (char)(line[i] + ('a' - 'A')) : line[i];
+                lua_pushlstring(L, lower, nl);
+            } else {
+                luaL_Buffer b;
+                luaL_buffinit(L, &b);
+                for (i = 0; i < nl; i++)
+                    luaL_addchar(&b, (line[i] >= 'A' && line[i] <= 'Z') ? (char)(line[i] + ('a' - 'A')) : line[i]);
+                luaL_pushresult(&b);
+            }
             for (v = colon + 1; v < ve && (*v == ' ' || *v == '\t'); v++)
                 ;
             while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
@@ -500,29 +568,58 @@ static void push_headers(lua_State *L, const char *p, size_t n)
     }
 }
 
+/* Point the handle at url. With CURLU the parse is done once per distinct URL and kept; a
+ * malformed URL leaves curl's words in h->errbuf and returns CURLE_URL_MALFORMAT (or
+ * CURLE_UNSUPPORTED_PROTOCOL), as the transfer itself would have. */
+static CURLcode set_url(rc_http *h, const char *url, size_t ulen)
+{
+#if HTTP_USE_CURLU
+    CURLUcode uc;
+    if (h->url_text.len == ulen + 1 && memcmp(h->url_text.data, url, ulen + 1) == 0)
+        return CURLE_OK;
+    h->url_text.len = 0; /* invalid until the parse succeeds */
+    /* The flags libcurl itself parses CURLOPT_URL with. */
+    uc = curl_url_set(h->url, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME);
+    if (uc == CURLUE_OK) {
+        if (ulen + 1 <= HTTP_MAX_CACHED_URL && buf_append(&h->url_text, url, ulen + 1, HTTP_MAX_CACHED_URL) != 1)
+            h->url_text.len = 0;
+        return CURLE_OK;
+    }
+    if (uc == CURLUE_OUT_OF_MEMORY)
+        return CURLE_OUT_OF_MEMORY;
+#if LIBCURL_VERSION_NUM >= 0x075000
+    snprintf(h->errbuf, sizeof h->errbuf, "%s", curl_url_strerror(uc));
+#else
+    snprintf(h->errbuf, sizeof h->errbuf, "malformed URL (CURLUcode %d)", (int)uc);
+#endif
+    return uc == CURLUE_UNSUPPORTED_SCHEME ? CURLE_UNSUPPORTED_PROTOCOL : CURLE_URL_MALFORMAT;
+#else
+    (void)ulen;
+    return curl_easy_setopt(h->curl, CURLOPT_URL, url);
+#endif
+}
+
 /* h:request(method, url, headers|nil, body|nil, timeout|nil)
  *   -> status, headers, body | nil, code, message */
 static int http_request(lua_State *L)
 {
     rc_http *h = check_open(L);
-    size_t mlen, blen = 0;
+    size_t mlen, ulen, blen = 0;
     const char *method, *url, *body = NULL;
     int htab = 0;
     long timeout_ms = h->timeout_ms, status = 0, conns = 0;
-    struct curl_slist *hdrs;
     CURLcode rc;
 
     /* Strings only: a number coerced to a method or URL is a caller's bug, not a request. */
     luaL_checktype(L, 2, LUA_TSTRING);
     luaL_checktype(L, 3, LUA_TSTRING);
     method = lua_tolstring(L, 2, &mlen);
-    url = lua_tostring(L, 3);
+    url = lua_tolstring(L, 3, &ulen);
     if (mlen > HTTP_MAX_METHOD || !is_token(method, mlen))
         return luaL_argerror(L, 2, "invalid HTTP method");
     if (!lua_isnoneornil(L, 4)) {
         luaL_checktype(L, 4, LUA_TTABLE);
         htab = 4;
-        check_headers(L, htab);
     }
     if (!lua_isnoneornil(L, 5)) {
         luaL_checktype(L, 5, LUA_TSTRING);
@@ -531,20 +628,25 @@ static int http_request(lua_State *L)
     if (!lua_isnoneornil(L, 6))
         timeout_ms = seconds_to_ms(L, luaL_checknumber(L, 6), "timeout");
     lua_settop(L, 6);
-
-    /* From here on nothing raises until the header list is freed. */
-    if (!build_headers(L, htab, &hdrs))
+    /* Raises on a bad map; its scratch buffer is the client's, so nothing leaks. */
+    if (!collect_headers(L, h, htab, body != NULL))
         return push_failure(L, "ENOMEM", "out of memory");
+
+    /* From here on nothing raises. Options that did not change since the last request stay set. */
     h->body.len = h->head.len = 0;
     h->body_over = h->head_over = h->oom = 0;
     h->errbuf[0] = '\0';
-    rc = set_method(h->curl, method, body, blen);
+    if (!apply_headers(h))
+        return push_failure(L, "ENOMEM", "out of memory");
+    rc = set_url(h, url, ulen);
+    if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
+        return push_failure(L, curle_name(rc), h->errbuf);
     if (rc == CURLE_OK)
-        rc = curl_easy_setopt(h->curl, CURLOPT_URL, url);
-    if (rc == CURLE_OK)
-        rc = curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, hdrs);
-    if (rc == CURLE_OK)
+        rc = set_method(h, method, body, blen);
+    if (rc == CURLE_OK && timeout_ms != h->set_timeout_ms) {
         rc = curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+        h->set_timeout_ms = rc == CURLE_OK ? timeout_ms : -1;
+    }
     if (rc == CURLE_OK) {
         rc = curl_easy_perform(h->curl);
         h->requests++;
@@ -552,9 +654,8 @@ static int http_request(lua_State *L)
             h->connects += conns;
         curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
     }
-    curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-    curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, (char *)NULL); /* drop the pointer into Lua */
-    curl_slist_free_all(hdrs);
+    if (body != NULL)
+        curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, (char *)NULL); /* drop the pointer into Lua */
     if (rc != CURLE_OK || h->oom || h->body_over || h->head_over)
         trim_body(h); /* a failed transfer's partial body is never needed */
 
