@@ -74,3 +74,7 @@ fuzz-ci:
 	@mkdir -p build; $(MAKE) -s fuzz FUZZ_SECONDS=60 > build/fuzz-ci.log 2>&1; rc=$$?; \
 	  grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)' build/fuzz-ci.log; \
 	  [ $$rc -eq 0 ] || tail -30 build/fuzz-ci.log; exit $$rc
+
+# Benchmarks against the alternatives (issue 6): starts its own sim and nginx, writes bench/RESULTS.md.
+bench: deps build
+	@lua5.4 bench/run.lua $(BENCH_ARGS)

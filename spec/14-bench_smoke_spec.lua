@@ -1,0 +1,70 @@
+-- The benchmark runner (`make bench`) once, with tiny sizes, so that it cannot rot: it starts its own
+-- simulator and nginx, runs every case, and writes its report. No timing is asserted here.
+describe("make bench (smoke run)", function()
+  local out, report, log
+
+  setup(function()
+    out = os.tmpname()
+    local p = assert(io.popen("lua5.4 bench/run.lua smoke=1 out=" .. out .. " 2>&1"))
+    log = p:read("*a")
+    local ok = p:close()
+    assert(ok, "bench/run.lua smoke=1 failed:\n" .. log)
+    local f = assert(io.open(out, "r"))
+    report = f:read("*a")
+    f:close()
+  end)
+
+  teardown(function() if out then os.remove(out) end end)
+
+  local function row(prefix)
+    for line in report:gmatch("[^\n]+") do
+      if line:sub(1, #prefix) == prefix then return line end
+    end
+  end
+
+  it("writes a report with the machine, the versions and every section", function()
+    assert.truthy(report:find("Machine: %d+ cores"))
+    for _, v in ipairs({ "Lua 5%.4", "LuaJIT", "libcurl", "nginx/", "lua%-cjson", "LuaSocket" }) do
+      assert.truthy(report:find(v), "version of " .. v)
+    end
+    for _, s in ipairs({ "## 1. Decode", "## 2. Request path", "## 3. Waiting", "## 4. Memory", "## Targets" }) do
+      assert.truthy(report:find(s, 1, true), s)
+    end
+  end)
+
+  it("times every decoder on Lua 5.4 and LuaJIT", function()
+    for _, lua in ipairs({ "lua5.4", "luajit" }) do
+      local r = row("| 200 tasks (") and report:match("| 200 tasks %([^|]*| " .. lua .. " |([^\n]*)")
+      assert.truthy(r, "list row for " .. lua)
+      assert.falsy(r:find("| - |", 1, true), "a decoder gave no figure on " .. lua)
+    end
+  end)
+
+  it("runs every client of the request path over HTTP and HTTPS", function()
+    for _, name in ipairs({ "rctasks", "c_libcurl", "socket_http", "socket_ka", "curl_cli" }) do
+      local n = select(2, report:gsub("\n| " .. name .. " | [^|]+ | %d", ""))
+      assert.is_true(n >= 2, name .. " has a figure over HTTP and HTTPS")
+    end
+  end)
+
+  it("rides one connection and one TLS handshake for all gets over HTTPS", function()
+    local r = assert(row("| https |"), "sim https row")
+    local gets, seen, conns, hs = r:match("^| https | (%d+) | (%d+) | (%d+) | (%d+) |")
+    assert.equal(gets, seen)
+    assert.equal("1", conns)
+    assert.equal("1", hs)
+  end)
+
+  it("waits with each schedule and reports memory for both Lua ABIs", function()
+    assert.truthy(row("| 5 s |"), "wait row")
+    assert.truthy(row("| 5 |"), "wait_all row")
+    assert.truthy(row("| lua5.4 | "), "memory lua5.4")
+    assert.truthy(row("| luajit | "), "memory luajit")
+  end)
+
+  it("stops the servers it started", function()
+    local dir = log:match("in (/tmp/rctasks%-bench%.%w+)")
+    assert.truthy(dir, "the runner names its directory")
+    assert.is_nil(io.open(dir .. "/fixed.pid"), "the fixed-body nginx is stopped and its directory gone")
+  end)
+end)
