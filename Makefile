@@ -75,6 +75,10 @@ fuzz-ci:
 	  grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)' build/fuzz-ci.log; \
 	  [ $$rc -eq 0 ] || tail -30 build/fuzz-ci.log; exit $$rc
 
+# The whole Lua 5.4 suite once under ASan + UBSan with LeakSanitizer on (scripts/asan); any finding fails.
+test-asan: build/asan/rctasks/core.so
+	@scripts/asan
+
 # Benchmarks against the alternatives (issue 6): starts its own sim and nginx, writes bench/RESULTS.md.
 bench: deps build
 	@lua5.4 bench/run.lua $(BENCH_ARGS)

@@ -57,7 +57,7 @@ local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 local LUA = rawget(_G, "jit") and "luajit" or "lua5.4"
 local function child(env, script)
   local prelude = ("package.path = %q .. package.path; package.cpath = %q .. package.cpath; ")
-    :format("lua/?.lua;lua/?/init.lua;", package.cpath .. ";")
+    :format("lua/?.lua;lua/?/init.lua;", (package.cpath:gsub("build/asan/", "build/5.4/")) .. ";") -- no ASan child
   local cmd = "env " .. env .. " " .. LUA .. " -e " .. shell_quote(prelude .. script) .. " 2>&1"
   local p = assert(io.popen(cmd))
   local out = p:read("*a")
