@@ -158,6 +158,13 @@ local function main()
     local t, e = client:get(task_id)
     note(t, e and (e.code or e.kind))
   end
+  -- a user's error raised in on_update unwinds through wait: nothing it held may leak
+  for i = 1, 20 do
+    local c = rctasks.new{ api_key = acct.key, secret_key = acct.secret, base_url = base }
+    local ok = pcall(c.wait, c, task_id, { on_update = function() error("user error in on_update") end })
+    note(not ok or nil, "on_update_error")
+    if i % 2 == 0 then c:close() end                    -- the other half is left to __gc
+  end
   client = nil -- luacheck: ignore
   collectgarbage()
   return sim.stats(acct.key)
