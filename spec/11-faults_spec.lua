@@ -2,7 +2,7 @@
 -- and client:wait over the real libcurl transport. Each row says what each call must end with:
 -- retried to success, or nil, err with the right kind, retryable flag and status/code. Every call
 -- also must not raise, must return within its time budget, and its error must name the task id
--- (get, wait) and carry no key. docs/faults.md is this table in prose.
+-- (get, wait) and carry no key. The README section "When the network or the server misbehaves" is this table in prose.
 local rctasks = require "rctasks"
 local core = require "rctasks.core"
 local socket = require "socket"
