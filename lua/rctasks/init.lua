@@ -19,19 +19,33 @@ local M = {
 
 local default -- one per Lua state (one per nginx worker)
 
-local function getenv(name)
+local function getenv(name, level)
   local v = os.getenv(name)
-  return v ~= "" and v or nil
+  if v and v ~= "" then return v end
+  if level then
+    -- nginx clears its workers' environment: say what the config needs.
+    local hint = rawget(_G, "ngx") and " (nginx.conf needs `env " .. name .. ";`)" or ""
+    error("rctasks: " .. name .. " is not set" .. hint, level + 1)
+  end
 end
 
--- The default client, made from the environment on first use (a missing key raises here).
+-- Client options from REDISCLOUD_ACCESS_KEY, REDISCLOUD_SECRET_KEY, REDISCLOUD_URL; a missing key raises.
+function M.env_options(level)
+  level = (level or 1) + 1
+  return { api_key = getenv("REDISCLOUD_ACCESS_KEY", level), secret_key = getenv("REDISCLOUD_SECRET_KEY", level),
+           base_url = getenv("REDISCLOUD_URL") }
+end
+
+-- The default client, made from the environment on first use. Inside nginx with a
+-- `lua_shared_dict rctasks`, its request budget is shared by all workers.
 function M.default()
   if not default then
-    default = client.new{
-      api_key = getenv("REDISCLOUD_ACCESS_KEY") or error("rctasks: REDISCLOUD_ACCESS_KEY is not set", 3),
-      secret_key = getenv("REDISCLOUD_SECRET_KEY") or error("rctasks: REDISCLOUD_SECRET_KEY is not set", 3),
-      base_url = getenv("REDISCLOUD_URL"),
-    }
+    local ngx = rawget(_G, "ngx")
+    if ngx and ngx.shared and ngx.shared.rctasks then
+      default = require("rctasks.ngx").new(M.env_options(2), { dict = "rctasks" })
+    else
+      default = client.new(M.env_options(2))
+    end
   end
   return default
 end

@@ -119,32 +119,9 @@ function M.new(client_opts, lim)
   return require("rctasks").new(o)
 end
 
-local default -- one per Lua VM, i.e. per worker (made in init_by_lua: inherited by every worker)
-
-local function getenv(name)
-  local v = os.getenv(name)
-  return v ~= "" and v or nil
-end
-
--- The client from REDISCLOUD_ACCESS_KEY, REDISCLOUD_SECRET_KEY, REDISCLOUD_URL (nginx.conf needs
--- `env` lines for them), with its budget in `lua_shared_dict rctasks` when that dict exists.
-function M.default()
-  if not default then
-    local opts = {
-      api_key = getenv("REDISCLOUD_ACCESS_KEY")
-        or error("rctasks.ngx: REDISCLOUD_ACCESS_KEY is not set (nginx.conf needs `env REDISCLOUD_ACCESS_KEY;`)", 2),
-      secret_key = getenv("REDISCLOUD_SECRET_KEY")
-        or error("rctasks.ngx: REDISCLOUD_SECRET_KEY is not set (nginx.conf needs `env REDISCLOUD_SECRET_KEY;`)", 2),
-      base_url = getenv("REDISCLOUD_URL"),
-    }
-    if ngx.shared.rctasks then
-      default = M.new(opts, { dict = "rctasks" })
-    else
-      default = require("rctasks").new(opts)
-    end
-  end
-  return default
-end
+-- The worker's default client (rctasks.default): keys from REDISCLOUD_* (nginx.conf needs `env`
+-- lines for them), its budget in `lua_shared_dict rctasks` when that dict exists.
+function M.default() return require("rctasks").default() end
 
 ------------------------------------------------------------------------------------------------
 -- Background waits. A record per task in a shared dict: "state\ttask status\tresource id\t
