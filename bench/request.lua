@@ -117,12 +117,22 @@ end
 -- Warm-up call (connection, TLS handshake, JIT), then n timed calls.
 local first = one()
 assert(first.taskId == id, "the answer is the task asked for")
+-- Timed in 10 chunks: on a shared machine the fastest chunk is the least disturbed one.
 local now, cpu = lib.now, lib.cpu
+local chunks = math.min(10, n)
 local c0, t0 = cpu(), now()
-for _ = 1, n do one() end
+local best, done = math.huge, 0
+for k = 1, chunks do
+  local upto = math.floor(n * k / chunks)
+  local tc = now()
+  for _ = done + 1, upto do one() end
+  local per = (now() - tc) / (upto - done)
+  if per < best then best = per end
+  done = upto
+end
 local wall, used = now() - t0, cpu() - c0
 local r = { case = "request", impl = impl, n = n, lua = lib.interpreter(), tls = url:find("^https:") and 1 or 0,
-  per_call = wall / n, cpu_per_call = used / n, rps = n / wall }
+  per_call = wall / n, best_per_call = best, cpu_per_call = used / n, rps = n / wall }
 for k, v in pairs(stats and stats() or {}) do r[k] = v end
 if finish then finish() end
 lib.emit(r)
