@@ -6,7 +6,9 @@ package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;sim/?.lua;" .. package.path
 package.cpath = (os.getenv("RCTASKS_CPATH") or "build/5.4/?.so") .. ";" .. package.cpath
 
 local core = require "rctasks.core"
-local socket = require "socket"
+local sys = require "helpers.sys"
+local function sh(cmd) return sys.sh(cmd, true) end
+local free_port = sys.free_port
 
 local ROUNDS = tonumber(arg and arg[1]) or 20  -- one round makes ~55 requests
 
@@ -22,18 +24,6 @@ local function note(status, code)
     code = tostring(code)
     codes[code] = (codes[code] or 0) + 1
   end
-end
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
 end
 
 -- ===== The simulator =====

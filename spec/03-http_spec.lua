@@ -1,37 +1,18 @@
 -- core.http: the libcurl client, against a throwaway nginx this spec starts on free loopback ports.
 local core = require "rctasks.core"
 local socket = require "socket"
+local sys = require "helpers.sys"
+local sh = sys.sh
+local free_port = sys.free_port
+local read = sys.read
+local write = sys.write
 
 local TASK = '{"taskId":"5f1c1a1e-2b4d-4c1e-9a0b-3c7d2e8f9a10","commandType":"subscriptionCreateRequest",'
   .. '"status":"processing-completed","description":"Task request completed successfully",'
   .. '"timestamp":"2024-03-01T10:15:30.123Z","response":{"resourceId":51055029},'
   .. '"links":[{"rel":"self","type":"GET","href":"https://api.redislabs.com/v1/tasks/5f1c"}]}'
 
-local function sh(cmd)
-  local ok = os.execute(cmd .. " >/dev/null 2>&1")
-  return ok == true or ok == 0
-end
 
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 local NGINX_CONF = [[
 daemon on;

@@ -6,6 +6,8 @@
 local rctasks = require "rctasks"
 local core = require "rctasks.core"
 local socket = require "socket"
+local sys = require "helpers.sys"
+local free_port = sys.free_port
 local sim = require "helpers.sim"
 
 local TIMEOUT = 0.3                       -- per-request timeout: stalls and trickles are cut here
@@ -22,13 +24,6 @@ local function fail(kind, retryable, fields)
   local e = { kind = kind, retryable = retryable }
   for k, v in pairs(fields or {}) do e[k] = v end
   return e
-end
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
 end
 
 -- A body the list call chokes on (the sim's shape faults mangle single tasks).

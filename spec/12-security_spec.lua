@@ -4,6 +4,8 @@
 local rctasks = require "rctasks"
 local core = require "rctasks.core"
 local socket = require "socket"
+local sys = require "helpers.sys"
+local free_port = sys.free_port
 local sim = require "helpers.sim"
 
 local RETRY = { attempts = 2, base = 0.01, max_delay = 0.02 }
@@ -34,13 +36,6 @@ local function assert_no_keys(v, acct, what)
     assert.is_nil(s:find(acct.key, 1, true), "api key in " .. what)
     assert.is_nil(s:find(acct.secret, 1, true), "secret key in " .. what)
   end
-end
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
 end
 
 -- Resident set size of this process, bytes.

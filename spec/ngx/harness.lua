@@ -2,29 +2,16 @@
 -- LuaJIT), the rctasks core built for LuaJIT, an own temp prefix, a free loopback port, `daemon on`,
 -- stopped by its pid file. Also a small LuaSocket HTTP client for driving them.
 local socket = require "socket"
+local sys = require "helpers.sys"
+local sh = sys.sh
+local read = sys.read
+local write = sys.write
 local sim = require "helpers.sim"
 
 local H = {}
 
-local function sh(cmd)
-  local ok = os.execute(cmd .. " >/dev/null 2>&1")
-  return ok == true or ok == 0
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 H.read = read
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
 H.write = write
 
 H.ROOT = assert(io.popen("pwd")):read("*l")
