@@ -67,7 +67,8 @@ local ok, err = pcall(function()
   local ca = TLS and (DIR .. "/certs/ca.pem") or nil
 
   local function instructions(impl, lua, n, out)
-    local cmd, env = nil, ""
+    local cmd, env
+    env = ""
     if impl == "c_libcurl" then
       cmd = "build/bench/curl_loop " .. base .. "/tasks/" .. ID .. " " .. n .. (ca and (" " .. ca) or "")
     else
