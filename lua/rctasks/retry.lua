@@ -4,6 +4,7 @@
 -- It returns what the transport returned (any HTTP answer that is not worth retrying), or
 -- nil, err. It never sleeps past `deadline` (seconds on the client's clock).
 local errors = require "rctasks.errors"
+local RETRYABLE_STATUS = errors.RETRYABLE_STATUS
 
 local M = {}
 
@@ -84,9 +85,11 @@ function Policy:perform(client, req, deadline)
 
     local res, err = client.transport:request(req)
     if res then
-      local remaining = res.headers and tonumber(res.headers["x-rate-limit-remaining"])
-      if remaining == 0 and limiter and limiter.pause then limiter:pause(now()) end
-      if not errors.RETRYABLE_STATUS[res.status] then return res end
+      -- The header matters only to a limiter: without one, no lookup and no number parse.
+      if limiter and limiter.pause and res.headers and tonumber(res.headers["x-rate-limit-remaining"]) == 0 then
+        limiter:pause(now())
+      end
+      if not RETRYABLE_STATUS[res.status] then return res end
       err = errors.http(req, res, client.decode)
     else
       err = client:transport_error(req, err)
