@@ -90,6 +90,7 @@ typedef struct {
     rc_buf url_text;              /* empty: nothing valid cached */
 #endif
     int body_over, head_over, oom; /* set by callbacks, read after perform */
+    int head_lines;               /* header lines of the last block: the Lua map's size */
     lua_Integer requests, connects;
     char errbuf[CURL_ERROR_SIZE];
 } rc_http;
@@ -113,11 +114,15 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     size_t len = size * n;
     int r;
     /* A new status line starts a new header block (1xx interim responses, proxies). */
-    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         h->head.len = 0;
+        h->head_lines = 0;
+    }
     r = buf_append(&h->head, p, len, HTTP_MAX_HEADER_BYTES);
-    if (r == 1)
+    if (r == 1) {
+        h->head_lines++;
         return len;
+    }
     if (r == 0)
         h->head_over = 1;
     else
@@ -513,11 +518,12 @@ static CURLcode set_method(rc_http *h, const char *method, const char *body, siz
 }
 
 /* Push the final header block as a map with lower-cased names; repeated names joined by ", ". */
-static void push_headers(lua_State *L, const char *p, size_t n)
+static void push_headers(lua_State *L, const char *p, size_t n, int lines)
 {
     const char *end = p + n;
     int first = 1;
-    lua_newtable(L);
+    /* Sized once for every line (status and blank line included): no rehash while it fills. */
+    lua_createtable(L, 0, lines > 64 ? 64 : lines);
     while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *line = p, *colon, *v, *ve;
@@ -634,7 +640,7 @@ static int http_request(lua_State *L)
 
     /* From here on nothing raises. Options that did not change since the last request stay set. */
     h->body.len = h->head.len = 0;
-    h->body_over = h->head_over = h->oom = 0;
+    h->body_over = h->head_over = h->oom = h->head_lines = 0;
     h->errbuf[0] = '\0';
     if (!apply_headers(h))
         return push_failure(L, "ENOMEM", "out of memory");
@@ -676,7 +682,7 @@ static int http_request(lua_State *L)
         return push_curl_failure(L, h, rc);
 
     lua_pushinteger(L, (lua_Integer)status);
-    push_headers(L, h->head.data, h->head.len);
+    push_headers(L, h->head.data, h->head.len, h->head_lines);
     lua_pushlstring(L, h->body.data ? h->body.data : "", h->body.len);
     trim_body(h);
     return 3;
