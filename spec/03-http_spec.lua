@@ -153,6 +153,21 @@ describe("core.http", function()
     assert.equal("[hello world]", body)
   end)
 
+  it("sends each request's own URL and headers when they change on one handle", function()
+    local function hdr(headers) return select(3, h:request("GET", srv.base .. "/hdr", headers)) end
+    assert.equal("[a]", hdr({ ["X-Test"] = "a" }))
+    assert.equal("[a]", hdr({ ["X-Test"] = "a" })) -- the same again: the kept header list
+    assert.equal("[b]", hdr({ ["X-Test"] = "b" })) -- same length, other value
+    assert.equal("[]", hdr(nil))                    -- a header dropped is not sent any more
+    assert.equal("[longer value]", hdr({ ["X-Test"] = "longer value", ["X-Other"] = "1" }))
+    assert.equal("GET", select(3, h:request("GET", srv.base .. "/method", { ["X-Test"] = "c" })))
+    assert.equal("[a]", hdr({ ["X-Test"] = "a" }))  -- back to an earlier URL and header set
+    local _, headers = h:request("GET", srv.base .. "/headers")
+    assert.equal("one, two", headers["x-multi"])
+    assert.equal("[d]", hdr({ ["X-Test"] = "d" }))
+    assert.equal(1, h:stats().connects)
+  end)
+
   it("reuses one connection for 20 requests (keep-alive)", function()
     for _ = 1, 20 do
       assert.equal(200, (h:request("GET", srv.base .. "/task")))
