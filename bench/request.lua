@@ -1,5 +1,6 @@
 -- Case 2, request path: n sequential GETs of one task, answer decoded, by
 --   impl=rctasks        client:get(id) (libcurl keep-alive, decode + normalise, retry layer, limiter off)
+--   impl=rctasks_fresh  a new client (so a new connection) per call: what keep-alive saves
 --   impl=socket_http    socket.http.request (ssl.https.request over TLS) + cjson.decode: what most scripts do
 --   impl=socket_ka      a hand-written HTTP/1.1 keep-alive loop on one LuaSocket (LuaSec over TLS) + cjson
 --   impl=curl_cli       one `curl` process per call (io.popen) + cjson.decode
@@ -32,6 +33,17 @@ if impl == "rctasks" then
   end
   stats = function() return { connects = c.transport:stats().connects } end
   finish = function() c:close() end
+
+elseif impl == "rctasks_fresh" then
+  local rctasks = require "rctasks"
+  local opts = { api_key = key, secret_key = secret, base_url = base, ca_file = ca, limiter = false }
+  one = function()
+    local c = rctasks.new(opts)
+    local t, err = c:get(id)
+    c:close()
+    if not t then error("rctasks get failed: " .. tostring(err)) end
+    return t
+  end
 
 elseif impl == "socket_http" then
   local ltn12 = require "ltn12"

@@ -222,8 +222,8 @@ local ok_run, run_err = pcall(function()
   end
   local HTTP_PEERS = {
     { "lua5.4", "rctasks", S.n_fast }, { "luajit", "rctasks", S.n_fast },
-    { "lua5.4", "socket_http", S.n_conn }, { "lua5.4", "socket_ka", S.n_fast },
-    { "luajit", "socket_ka", S.n_fast }, { "lua5.4", "curl_cli", S.n_cli },
+    { "lua5.4", "rctasks_fresh", S.n_conn }, { "lua5.4", "socket_http", S.n_conn },
+    { "lua5.4", "socket_ka", S.n_fast }, { "luajit", "socket_ka", S.n_fast }, { "lua5.4", "curl_cli", S.n_cli },
   }
   for _, p in ipairs(HTTP_PEERS) do
     case("http " .. p[2] .. " " .. p[1], function(n) record(n, req(p[1], p[2], FIXED, p[3])) end)
@@ -233,7 +233,8 @@ local ok_run, run_err = pcall(function()
   end)
   local TLS_PEERS = {
     { "lua5.4", "rctasks", S.n_fast }, { "luajit", "rctasks", S.n_fast },
-    { "lua5.4", "socket_http", S.n_tls_conn }, { "lua5.4", "socket_ka", S.n_fast },
+    { "lua5.4", "rctasks_fresh", S.n_tls_conn }, { "lua5.4", "socket_http", S.n_tls_conn },
+    { "lua5.4", "socket_ka", S.n_fast },
     { "lua5.4", "curl_cli", S.n_cli },
   }
   for _, p in ipairs(TLS_PEERS) do
@@ -411,7 +412,8 @@ p("")
 p("Sequential `GET /v1/tasks/{id}` against an nginx answering a fixed 578-byte task (same body,")
 p("same server for every client), keys and `accept` headers sent by all. `rctasks`: `client:get`")
 p("(decode + normalise + retry layer; `limiter = false`). `c_libcurl`: bench/curl_loop.c, one reused")
-p("handle, no decoding. `socket_http`: `socket.http.request` + `cjson.decode` (over TLS: LuaSec's")
+p("handle, no decoding. `rctasks_fresh`: a new client, so a new connection, per `get`.")
+p("`socket_http`: `socket.http.request` + `cjson.decode` (over TLS: LuaSec's")
 p("`ssl.https.request`), a new connection per call. `socket_ka`: a hand-written HTTP/1.1 keep-alive")
 p("loop on one LuaSocket (LuaSec over TLS) + `cjson.decode`. `curl_cli`: one `curl` process per call.")
 p("us/call: median over runs of each run's fastest tenth of its calls; CPU: the client process's, all calls.")
@@ -419,13 +421,14 @@ p("")
 p("### Plain HTTP (loopback)")
 p("")
 local HTTP_ROWS = { { "lua5.4", "rctasks" }, { "luajit", "rctasks" }, { "c", "c_libcurl" },
-  { "lua5.4", "socket_http" }, { "lua5.4", "socket_ka" }, { "luajit", "socket_ka" }, { "lua5.4", "curl_cli" } }
+  { "lua5.4", "rctasks_fresh" }, { "lua5.4", "socket_http" }, { "lua5.4", "socket_ka" }, { "luajit", "socket_ka" },
+  { "lua5.4", "curl_cli" } }
 peer_rows("http", HTTP_ROWS)
 p("")
 p("### HTTPS (same nginx, certificate generated at run time)")
 p("")
 local TLS_ROWS = { { "lua5.4", "rctasks" }, { "luajit", "rctasks" }, { "c", "c_libcurl" },
-  { "lua5.4", "socket_http" }, { "lua5.4", "socket_ka" }, { "lua5.4", "curl_cli" } }
+  { "lua5.4", "rctasks_fresh" }, { "lua5.4", "socket_http" }, { "lua5.4", "socket_ka" }, { "lua5.4", "curl_cli" } }
 peer_rows("https", TLS_ROWS)
 p("")
 local function get_rps(name) local v = median(name, "best_per_call"); return v and 1 / v end

@@ -41,7 +41,7 @@ describe("make bench (smoke run)", function()
   end)
 
   it("runs every client of the request path over HTTP and HTTPS", function()
-    for _, name in ipairs({ "rctasks", "c_libcurl", "socket_http", "socket_ka", "curl_cli" }) do
+    for _, name in ipairs({ "rctasks", "c_libcurl", "rctasks_fresh", "socket_http", "socket_ka", "curl_cli" }) do
       local n = select(2, report:gsub("\n| " .. name .. " | [^|]+ | %d", ""))
       assert.is_true(n >= 2, name .. " has a figure over HTTP and HTTPS")
     end
