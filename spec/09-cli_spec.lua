@@ -1,7 +1,7 @@
 -- The rctasks command-line tool and the examples, run as processes against the simulator.
 local sim = require "helpers.sim"
 
-local LUA = rawget(_G, "jit") and "luajit" or "lua5.4"
+local LUA = require("helpers.sys").LUA
 local ROOT = io.popen("pwd"):read("*l")
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end

@@ -49,7 +49,7 @@ end
 local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 -- The same Lua (5.4 or LuaJIT) and the same module build, in a child process with `env` set.
-local LUA = rawget(_G, "jit") and "luajit" or "lua5.4"
+local LUA = require("helpers.sys").LUA
 local function child(env, script)
   local prelude = ("package.path = %q .. package.path; package.cpath = %q .. package.cpath; ")
     :format("lua/?.lua;lua/?/init.lua;", (package.cpath:gsub("build/asan/", "build/5.4/")) .. ";") -- no ASan child

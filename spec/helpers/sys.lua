@@ -31,4 +31,7 @@ function M.free_port()
   return tonumber(port)
 end
 
+-- The command of the interpreter running this code, for child processes on the same Lua.
+M.LUA = rawget(_G, "jit") and "luajit" or (_VERSION:gsub("Lua ", "lua"))
+
 return M
