@@ -238,7 +238,7 @@ describe("examples", function()
     local env = {}
     for k, v in pairs(a.env) do env[k] = v end
     return sh("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/" ..
-      (LUA == "luajit" and "jit" or "5.4") .. "/?.so;;' " .. LUA .. " examples/" .. name, env)
+      (LUA == "lua5.4" and "5.4" or "jit") .. "/?.so;;' " .. LUA .. " examples/" .. name, env)
   end
 
   it("provision.lua provisions a subscription and a database through the default client", function()
