@@ -240,9 +240,6 @@ end
 Client.__close = Client.close
 
 -- Workflow helpers (request, submit, run, wait_ready, wait_all, pipeline) are client methods too.
-do
-  local ok, workflow = pcall(require, "rctasks.workflow")
-  if ok then for k, f in pairs(workflow.methods or {}) do Client[k] = f end end
-end
+for k, f in pairs(require("rctasks.workflow").methods) do Client[k] = f end
 
 return M
