@@ -133,16 +133,6 @@ local function scrub(self, s)
   return s
 end
 
--- A transport's failure, whatever it returned, as an error value of kind "transport".
-function Client:transport_error(req, err)
-  if not errors.is(err) then
-    err = errors.new("transport", { message = tostring(err or "transport failed"), retryable = true })
-  end
-  err.message, err.body = scrub(self, err.message), scrub(self, err.body)
-  err.method, err.url = req.method, req.url
-  return err
-end
-
 -- Percent-encode one path segment (RFC 3986 unreserved characters stay as they are).
 function M.escape(segment)
   return (tostring(segment):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
@@ -194,9 +184,7 @@ function Client:send(method, path, body, ctl)
   if res and (res.status < 200 or res.status > 299) then
     res, err = nil, errors.http(req, res, self.decode)
   end
-  if not res and err.kind == "http" then
-    err.body, err.message = scrub(self, err.body), scrub(self, err.message)
-  end
+  if not res then err.body, err.message = scrub(self, err.body), scrub(self, err.message) end
   return res, err
 end
 

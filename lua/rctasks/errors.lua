@@ -46,6 +46,15 @@ function M.retry_after(value, wall_now)
   return delta > 0 and delta or 0
 end
 
+-- A transport's failure, whatever it returned (an error value, or a user transport's string).
+function M.transport(req, err)
+  if not M.is(err) then
+    err = M.new("transport", { message = tostring(err or "transport failed"), retryable = true })
+  end
+  err.method, err.url = req.method, req.url
+  return err
+end
+
 -- Statuses worth another try: rate limited, or a gateway that did not reach the API.
 M.RETRYABLE_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
 

@@ -92,7 +92,7 @@ function Policy:perform(client, req, deadline)
       if not RETRYABLE_STATUS[res.status] then return res end
       err = errors.http(req, res, client.decode)
     else
-      err = client:transport_error(req, err)
+      err = errors.transport(req, err)
     end
 
     if n >= self.attempts or not self:retryable(req, err) then return nil, err end
