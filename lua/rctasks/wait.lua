@@ -45,6 +45,7 @@ local function failure(t)
   return errors.new("task", { message = msg, task = t, code = t.response and
     type(t.response.error) == "table" and t.response.error.type or nil })
 end
+
 -- The poll schedule as a function: the next sleep, given a server's Retry-After hint.
 function M.schedule(o)
   local delay = o.interval
@@ -71,7 +72,7 @@ local function observe(client, s, o, t, err)
     if not s.last or t.status ~= s.last.status then
       if o.on_update then o.on_update(t, s.last) end
     end
-    s.last, s.failed = t, nil
+    s.last, s.failed, s.fails = t, nil, 0
     if t.status == taskmod.COMPLETED then s.done, s.task = true, t
     elseif t.status == taskmod.ERROR or not taskmod.known(t.status) then s.done, s.err = true, failure(t) end
     return nil
@@ -83,8 +84,10 @@ local function observe(client, s, o, t, err)
     err.task, err.task_id = err.task or s.last, s.id
     s.done, s.err = true, err
   else
+    -- Polling on is this wait's retry: on_retry sees it, counting failures in a row.
+    s.fails = (s.fails or 0) + 1
     local on_retry = client.retry and client.retry.on_retry
-    if on_retry then on_retry({ attempt = 0, error = err, method = err.method, url = err.url }) end
+    if on_retry then on_retry({ attempt = s.fails, error = err, method = err.method, url = err.url }) end
     return err.retry_after
   end
 end
