@@ -104,11 +104,13 @@ describe("wait", function()
     assert.equal("received", err.task.status)
   end)
 
-  it("retries 429, 502, 503, 504 and connection failures inside the deadline", function()
+  it("retries 429, 502, 503, 504 and connection failures inside the deadline, each seen by on_retry", function()
+    local attempts = {}
     local c = client(statuses({ { 429, "" }, { 502, "" }, { 503, "" }, { 504, "" },
       { err = { code = "CURLE_COULDNT_CONNECT", retryable = true, unsent = true } },
-      "processing-completed" }))
+      "processing-completed" }), { retry = { on_retry = function(i) attempts[#attempts + 1] = i.attempt end } })
     assert(c:wait(ID))
+    assert.same({ 1, 2, 3, 4, 5 }, attempts)
   end)
 
   it("stops at once on a 500 or 401", function()
