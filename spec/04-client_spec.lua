@@ -5,12 +5,9 @@ local fake = require "helpers.fake"
 local KEY, SECRET = "ak-0123456789abcdef", "sk-fedcba9876543210"
 
 local function client(answers, extra)
-  local clock = fake.clock()
-  local tr = fake.transport(answers, clock)
-  local opts = { api_key = KEY, secret_key = SECRET, base_url = "https://api.example.test/v1",
-    transport = tr, now = clock.now, sleep = clock.sleep }
+  local opts = { api_key = KEY, secret_key = SECRET }
   for k, v in pairs(extra or {}) do opts[k] = v end
-  return rctasks.new(opts), tr, clock
+  return fake.client(answers, opts)
 end
 
 describe("rctasks.new", function()

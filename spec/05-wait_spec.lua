@@ -1,17 +1,9 @@
 -- wait() on a virtual clock: its schedule, deadline, 404 tolerance, retries and callbacks.
-local rctasks = require "rctasks"
 local fake = require "helpers.fake"
 
 local ID = fake.ID
 
-local function client(answers, extra)
-  local clock = fake.clock()
-  local tr = fake.transport(answers, clock)
-  local opts = { api_key = "k", secret_key = "s", base_url = "https://api.example.test/v1",
-    transport = tr, now = clock.now, sleep = clock.sleep, limiter = false }
-  for k, v in pairs(extra or {}) do opts[k] = v end
-  return rctasks.new(opts), tr, clock
-end
+local client = fake.client
 
 local function statuses(list)
   local a = {}

@@ -5,14 +5,7 @@ local fake = require "helpers.fake"
 local ID = fake.ID
 local OK = { 200, fake.task_body(ID, "received") }
 
-local function client(answers, extra)
-  local clock = fake.clock()
-  local tr = fake.transport(answers, clock)
-  local opts = { api_key = "k", secret_key = "s", base_url = "https://api.example.test/v1",
-    transport = tr, now = clock.now, sleep = clock.sleep, limiter = false }
-  for k, v in pairs(extra or {}) do opts[k] = v end
-  return rctasks.new(opts), tr, clock
-end
+local client = fake.client
 
 describe("retry policy", function()
   it("retries a 503 and reports each retry to on_retry", function()

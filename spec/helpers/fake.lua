@@ -32,6 +32,17 @@ function M.transport(answers, clock)
   return t
 end
 
+-- A client on a fake transport and a virtual clock (no limiter); `extra` overrides options.
+-- Returns client, transport, clock.
+function M.client(answers, extra)
+  local clock = M.clock()
+  local tr = M.transport(answers, clock)
+  local opts = { api_key = "k", secret_key = "s", base_url = "https://api.example.test/v1",
+    transport = tr, now = clock.now, sleep = clock.sleep, limiter = false }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return require("rctasks").new(opts), tr, clock
+end
+
 -- A task body as the API sends it.
 function M.task_body(id, status, extra)
   local s = '{"taskId":"' .. id .. '","commandType":"subscriptionCreateRequest","status":"' .. status ..
