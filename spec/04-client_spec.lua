@@ -122,6 +122,21 @@ describe("client:get", function()
     assert.matches("[redacted]", err.message, 1, true)
   end)
 
+  it("keeps echoed keys out of on_retry and out of decode errors too", function()
+    local seen = {}
+    local echo = "echo " .. KEY .. " " .. SECRET
+    local c = client({ { 503, echo }, { 200, "<html>" .. echo .. "</html>" } },
+      { retry = { on_retry = function(i) seen[#seen + 1] = i end } })
+    local _, err = c:get(fake.ID)
+    assert.equal("decode", err.kind)
+    assert.equal(1, #seen)
+    for _, s in ipairs({ seen[1].error.body, seen[1].error.message, err.body, err.message, tostring(err) }) do
+      assert.not_matches(KEY, s, 1, true); assert.not_matches(SECRET, s, 1, true)
+    end
+    assert.matches("[redacted]", seen[1].error.body, 1, true)
+    assert.matches("[redacted]", err.body, 1, true)
+  end)
+
   it("answers a body that is not a task with a decode error", function()
     local c = client({ { 200, "<html>oops</html>" } })
     local _, err = c:get(fake.ID)

@@ -82,6 +82,10 @@ describe("limiter", function()
     assert.is_true(times[#times] - times[1] >= 8) -- 23 requests at 5 per 2 s
   end)
 
+  it("refuses a limit that is not a whole number", function()
+    assert.has_error(function() rctasks.retry.limiter{ limit = 1.5, window = 1 } end)
+  end)
+
   it("defaults to the API's 400 requests per minute", function()
     local c = client({ OK }, { limiter = nil })
     local l = rctasks.new{ api_key = "k", secret_key = "s", transport = c.transport }.limiter

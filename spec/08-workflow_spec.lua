@@ -358,3 +358,46 @@ describe("client:pipeline", function()
     assert.has_error(function() c:pipeline({ { name = "a", path = 42 } }) end)
   end)
 end)
+
+describe("workflow on a virtual clock", function()
+  local fake = require "helpers.fake"
+
+  it("run answers a task id the API should not have sent with a decode error, not a raise", function()
+    local c = fake.client({ { 202, '{"taskId":"abc/def","status":"received"}' } })
+    local ok, t, err = pcall(c.run, c, "POST", "/subscriptions", { name = "x" })
+    assert.is_true(ok)
+    assert.is_nil(t)
+    assert.equal("decode", err.kind)
+  end)
+
+  it("run's timeout covers the submit too: a long Retry-After does not outlast it", function()
+    local c, _, clock = fake.client({ { 429, "", { ["retry-after"] = "600" } },
+      { 202, fake.task_body(fake.ID, "received") } })
+    local start = clock.t
+    local _, err = c:run("POST", "/subscriptions", { name = "x" }, { timeout = 10 })
+    assert.is_table(err)
+    assert.is_true(clock.t - start <= 10, "ran " .. (clock.t - start) .. " s")
+  end)
+
+  it("pipeline checks every step's method and path before it sends anything", function()
+    local c, tr = fake.client({ { 202, fake.task_body(fake.ID, "processing-completed") } })
+    assert.has_error(function()
+      c:pipeline({ { name = "a", path = "/subscriptions" }, { name = "b", method = "post", path = "/x" } })
+    end)
+    assert.has_error(function()
+      c:pipeline({ { name = "a", path = "/subscriptions" }, { name = "b", path = "/../x" } })
+    end)
+    assert.equal(0, #tr.requests)
+  end)
+
+  it("builds a database's path only from whole-number ids", function()
+    local workflow = require "rctasks.workflow"
+    local c = fake.client({})
+    local function task(r) return setmetatable({ commandType = "databaseCreateRequest", response = r },
+      rctasks.task.mt) end
+    assert.equal("/subscriptions/12/databases/7", workflow.resource_path(c, task({ resourceId = 7,
+      additionalResourceId = 12 })))
+    assert.is_nil(workflow.resource_path(c, task({ resourceId = 7, additionalResourceId = 5.5 })))
+    assert.is_nil(workflow.resource_path(c, task({ resourceId = 7.5, additionalResourceId = 12 })))
+  end)
+end)

@@ -105,6 +105,26 @@ function M.new(opts)
     sleep = opts.sleep or (ngx and ngx.sleep or core.sleep),
     decode = core.decode,
   }, Client)
+  -- Servers may echo headers back: any server text bound for an error value or an on_retry hook
+  -- goes through this first (retry.lua, send, call), so no error can carry a key.
+  local keys = {} -- real keys are long; a few-letter test key would shred every message it matched
+  for _, k in ipairs({ opts.api_key, opts.secret_key }) do if #k >= 8 then keys[#keys + 1] = k end end
+  self.redact = function(s)
+    if type(s) ~= "string" then return s end
+    for _, k in ipairs(keys) do
+      if s:find(k, 1, true) then
+        local parts, i = {}, 1
+        while true do
+          local j = s:find(k, i, true)
+          parts[#parts + 1] = s:sub(i, (j or 0) - 1)
+          if not j then break end
+          i = j + #k
+        end
+        s = table.concat(parts, "[redacted]")
+      end
+    end
+    return s
+  end
   secrets[self] = {
     ["x-api-key"] = opts.api_key,
     ["x-api-secret-key"] = opts.secret_key,
@@ -116,21 +136,6 @@ end
 
 function Client:__tostring()
   return "rctasks.client (" .. self.base_url .. ")"
-end
-
--- Remove the keys from any text that came from elsewhere (a server may echo headers back).
-local function scrub(self, s)
-  if type(s) ~= "string" then return s end
-  local h = secrets[self]
-  for _, name in ipairs({ "x-api-key", "x-api-secret-key" }) do
-    local k = h[name]
-    local i = s:find(k, 1, true)
-    while i do
-      s = s:sub(1, i - 1) .. "[redacted]" .. s:sub(i + #k)
-      i = s:find(k, i + 10, true)
-    end
-  end
-  return s
 end
 
 -- Percent-encode one path segment (RFC 3986 unreserved characters stay as they are).
@@ -182,9 +187,9 @@ function Client:send(method, path, body, ctl)
   local res, err = policy:perform(self, req, ctl and ctl.deadline)
   req.headers = nil -- the request may end up in an error's traceback: no keys in it
   if res and (res.status < 200 or res.status > 299) then
+    res.body = self.redact(res.body)
     res, err = nil, errors.http(req, res, self.decode)
   end
-  if not res then err.body, err.message = scrub(self, err.body), scrub(self, err.message) end
   return res, err
 end
 
@@ -194,7 +199,7 @@ function Client:call(method, path, body, ctl, decode)
   if not res then return nil, err end
   local v, msg = decode(res.body, taskmod.mt)
   if v == nil then
-    return nil, errors.new("decode", { message = msg, body = res.body, status = res.status,
+    return nil, errors.new("decode", { message = self.redact(msg), body = self.redact(res.body), status = res.status,
       method = method, url = self.base_url .. path })
   end
   return v

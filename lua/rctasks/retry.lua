@@ -84,15 +84,18 @@ function Policy:perform(client, req, deadline)
     end
 
     local res, err = client.transport:request(req)
+    local redact = client.redact -- server text bound for an error (or on_retry) loses any key first
     if res then
       -- The header matters only to a limiter: without one, no lookup and no number parse.
       if limiter and limiter.pause and res.headers and tonumber(res.headers["x-rate-limit-remaining"]) == 0 then
         limiter:pause(now())
       end
       if not RETRYABLE_STATUS[res.status] then return res end
+      if redact then res.body = redact(res.body) end
       err = errors.http(req, res, client.decode)
     else
       err = errors.transport(req, err)
+      if redact then err.message, err.body = redact(err.message), redact(err.body) end
     end
 
     if n >= self.attempts or not self:retryable(req, err) then return nil, err end
@@ -118,7 +121,9 @@ function M.limiter(opts)
   check_opts(opts, { limit = 400, window = 60 }, "rctasks.retry.limiter")
   local l = setmetatable({ limit = opts.limit or 400, window = opts.window or 60,
     log = {}, head = 1, held = 0 }, Limiter)
-  if l.limit < 1 or l.window <= 0 then error("rctasks.retry.limiter: limit and window must be positive", 2) end
+  if l.limit < 1 or l.limit % 1 ~= 0 or l.window <= 0 then
+    error("rctasks.retry.limiter: limit must be a positive integer and window positive", 2)
+  end
   return l
 end
 

@@ -116,12 +116,13 @@ function M.run(client, ids, o, list_above)
       pending[#pending + 1] = id
     end
   end
-  local timed_out = false
+  local timed_out, list_fails = false, 0
   while #pending > 0 do
     local hint, singles = nil, pending
     if #pending > list_above then
       singles = {}
       local list, err = client:call("GET", "/tasks", nil, ctl, core.decode_tasks)
+      if list then list_fails = 0 end
       local by_id = {}
       for _, t in ipairs(list or {}) do by_id[t.taskId] = t end
       for _, id in ipairs(pending) do
@@ -132,8 +133,15 @@ function M.run(client, ids, o, list_above)
         end
       end
       if not list then
-        if err.kind == "timeout" then timed_out = true end
-        hint = err.retry_after
+        if err.kind == "timeout" then
+          timed_out = true
+        elseif err.retryable then -- every pending task waits through it, and a timeout names it
+          for _, id in ipairs(pending) do state[id].failed = err end
+          local on_retry = client.retry and client.retry.on_retry
+          list_fails = list_fails + 1
+          if on_retry then on_retry({ attempt = list_fails, error = err, method = err.method, url = err.url }) end
+          hint = err.retry_after
+        end
       end
     end
     for _, id in ipairs(singles) do

@@ -78,17 +78,14 @@ local function check_request(self, method, path, body, level)
   return s
 end
 
--- send + core.decode: the decoded body, or true for an empty one.
+-- The decoder of generic answers: an empty 2xx body is `true`, anything else JSON.
+local function decode_any(body)
+  if body:find("^%s*$") then return true end
+  return core.decode(body)
+end
+
 local function request(self, method, path, body, ctl)
-  local res, err = self:send(method, path, body, ctl)
-  if not res then return nil, err end
-  if res.body:find("^%s*$") then return true end
-  local v, msg = core.decode(res.body)
-  if v == nil then
-    return nil, errors.new("decode", { message = msg or "empty JSON value", body = res.body, status = res.status,
-      method = method, url = self.base_url .. path })
-  end
-  return v
+  return self:call(method, path, body, ctl, decode_any)
 end
 
 -- client:request(method, path, body) -> decoded body (nulls dropped) | true (empty 2xx) | nil, err
@@ -96,8 +93,8 @@ function W:request(method, path, body)
   return request(self, method, path, check_request(self, method, path, body, 2))
 end
 
-local function submit(self, method, path, body)
-  return self:call(method, path, body, nil, core.decode_task)
+local function submit(self, method, path, body, ctl)
+  return self:call(method, path, body, ctl, core.decode_task)
 end
 
 -- client:submit(method, path, body) -> the task the API answered with (any 2xx) | nil, err
@@ -108,17 +105,17 @@ end
 ------------------------------------------------------------------------------------------------
 -- Resources: where a finished task's resource lives, and polling it.
 
+-- A resource id as a path segment: whole numbers only, printed without ".0" on any Lua.
+local function seg(x)
+  return type(x) == "number" and x % 1 == 0 and string.format("%d", x) or nil
+end
+
 -- Resource paths for the command types whose task names no resource link.
 local KNOWN = {
-  subscription = function(r) return "/subscriptions/" .. r.resourceId end,
-  fixedSubscription = function(r) return "/fixed/subscriptions/" .. r.resourceId end,
-  database = function(r)
-    return r.additionalResourceId and ("/subscriptions/" .. r.additionalResourceId .. "/databases/" .. r.resourceId)
-  end,
-  fixedDatabase = function(r)
-    return r.additionalResourceId and
-      ("/fixed/subscriptions/" .. r.additionalResourceId .. "/databases/" .. r.resourceId)
-  end,
+  subscription = function(id) return "/subscriptions/" .. id end,
+  fixedSubscription = function(id) return "/fixed/subscriptions/" .. id end,
+  database = function(id, sub) return sub and ("/subscriptions/" .. sub .. "/databases/" .. id) end,
+  fixedDatabase = function(id, sub) return sub and ("/fixed/subscriptions/" .. sub .. "/databases/" .. id) end,
 }
 
 -- The path (under the base URL) of the resource a completed task names, or nil. A link to another
@@ -132,10 +129,10 @@ function M.resource_path(client, t)
     if p and pcall(client.url, client, p) then return p end
   end
   local r = t.response
-  local kind = type(t.commandType) == "string" and t.commandType:match("^(%a-)Create") or
-    type(t.commandType) == "string" and t.commandType:match("^(%a-)Update")
-  if r and math.type and math.type(r.resourceId) ~= "integer" then return nil end
-  if r and type(r.resourceId) == "number" and KNOWN[kind] then return KNOWN[kind](r) end
+  local kind = type(t.commandType) == "string" and
+    (t.commandType:match("^(%a-)Create") or t.commandType:match("^(%a-)Update"))
+  local id = r and seg(r.resourceId)
+  if id and KNOWN[kind] then return KNOWN[kind](id, seg(r.additionalResourceId)) end
   return nil
 end
 
@@ -211,8 +208,12 @@ local RUN_OWN = { resource = "path", ready = "ready", grace = "number", fail = "
 
 local function run(self, method, path, body, o, mine)
   local deadline = self.now() + o.timeout
-  local t, err = submit(self, method, path, body)
+  local t, err = submit(self, method, path, body, { deadline = deadline })
   if not t then return nil, err end
+  if not pcall(require("rctasks.client").check_id, t.taskId, 1) then -- the server's word, not misuse
+    return nil, errors.new("decode", { message = "the API answered a task id that is not one: " ..
+      string.format("%q", tostring(t.taskId):sub(1, 64)), task = t, method = method, url = self.base_url .. path })
+  end
   local final = t
   if not t:ok() then
     local wo = {}
@@ -289,7 +290,7 @@ local STEP_KEYS = { name = "string", method = "string", path = "any", body = "an
                     ready = "any", fail = "any", resource = "any", grace = "number" }
 local PIPE_OWN = { on_progress = "function", grace = "number" }
 
-local function check_steps(steps, level)
+local function check_steps(self, steps, level)
   if type(steps) ~= "table" or #steps == 0 then error("rctasks.pipeline: steps must be a non-empty list", level + 1) end
   local names = {}
   for i, s in ipairs(steps) do
@@ -312,6 +313,9 @@ local function check_steps(steps, level)
     if s.ready ~= nil then check_type(what, "ready", s.ready, "ready", level + 1) end
     if s.fail ~= nil then check_type(what, "fail", s.fail, "statuses", level + 1) end
     if s.resource ~= nil then check_type(what, "resource", s.resource, "path", level + 1) end
+    -- Static parts are checked now: a typo in step 3 must not surface after step 1 created something.
+    check_request(self, s.method or "POST", type(s.path) == "string" and s.path or "/",
+      type(s.body) ~= "function" and s.body or nil, level + 1)
   end
 end
 
@@ -323,7 +327,7 @@ end
 -- (timeout is each step's default), on_progress(step_name, task, previous), grace. The first
 -- failure returns nil, err: its kind kept, err.step naming the step, err.results the steps done.
 function W:pipeline(steps, opts)
-  check_steps(steps, 2)
+  check_steps(self, steps, 2)
   local o, mine = split("rctasks.pipeline", opts, PIPE_OWN, 2)
   local results = {}
   for _, s in ipairs(steps) do
