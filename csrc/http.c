@@ -510,8 +510,8 @@ static CURLcode set_method(rc_http *h, const char *method, const char *body, siz
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
         SET(CURLOPT_POSTFIELDS, body); /* the Lua string stays on the stack during perform */
     }
-    if (!is_get && !is_head)
-        SET(CURLOPT_CUSTOMREQUEST, method);
+    if ((!is_get && !is_head) || body != NULL)
+        SET(CURLOPT_CUSTOMREQUEST, method); /* POSTFIELDS alone would turn a GET into a POST */
 #undef SET
     h->plain_get = rc == CURLE_OK && is_get && body == NULL;
     return rc;
@@ -584,6 +584,7 @@ static CURLcode set_url(rc_http *h, const char *url, size_t ulen)
     if (h->url_text.len == ulen + 1 && memcmp(h->url_text.data, url, ulen + 1) == 0)
         return CURLE_OK;
     h->url_text.len = 0; /* invalid until the parse succeeds */
+    curl_url_set(h->url, CURLUPART_URL, NULL, 0); /* else a relative URL resolves against the last one */
     /* The flags libcurl itself parses CURLOPT_URL with. */
     uc = curl_url_set(h->url, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME);
     if (uc == CURLUE_OK) {
@@ -623,6 +624,8 @@ static int http_request(lua_State *L)
     url = lua_tolstring(L, 3, &ulen);
     if (mlen > HTTP_MAX_METHOD || !is_token(method, mlen))
         return luaL_argerror(L, 2, "invalid HTTP method");
+    if (memchr(url, '\0', ulen) != NULL) /* libcurl reads a C string: the rest would vanish */
+        return luaL_argerror(L, 3, "URL contains NUL");
     if (!lua_isnoneornil(L, 4)) {
         luaL_checktype(L, 4, LUA_TTABLE);
         htab = 4;

@@ -479,7 +479,7 @@ static int parse_object(rc_decoder *d)
     skip_ws(d);
     if (d->p < d->end && *d->p == '}') {
         d->p++;
-        d->depth--;
+        d->obj_hint[d->depth--] = 0;
         return 1;
     }
     for (;;) {
@@ -541,7 +541,7 @@ static int parse_array(rc_decoder *d)
     skip_ws(d);
     if (d->p < d->end && *d->p == ']') {
         d->p++;
-        d->depth--;
+        d->arr_hint[d->depth--] = 0;
         return 1;
     }
     for (;;) {

@@ -504,3 +504,17 @@ describe("core.decode_tasks", function()
     assert.has_error(function() core.decode_tasks({}, MT) end)
   end)
 end)
+
+describe("core.decode memory", function()
+  it("does not let one large sibling inflate thousands of empty ones", function()
+    local keys = {}
+    for i = 1, 64 do keys[i] = '"k' .. i .. '":' .. i end
+    local doc = "[{" .. table.concat(keys, ",") .. "}" .. string.rep(",{},[]", 20000) .. "]"
+    collectgarbage(); collectgarbage()
+    local before = collectgarbage("count")
+    local v = assert(core.decode(doc))
+    local grown = collectgarbage("count") - before
+    assert.equal(40001, #v)
+    assert.is_true(grown < 8 * 1024, string.format("%.0f KiB for a %d KiB document", grown, math.floor(#doc / 1024)))
+  end)
+end)

@@ -128,6 +128,12 @@ describe("core.http", function()
     assert.equal(2, h:stats().requests)
   end)
 
+  it("sends a GET with a body as a GET, never as a POST", function()
+    local status, _, body = h:request("GET", srv.base .. "/echo", nil, "abc")
+    assert.equal(200, status)
+    assert.matches("^GET ", body)
+  end)
+
   it("sends PUT, PATCH and DELETE as those methods", function()
     for _, m in ipairs{ "PUT", "PATCH", "DELETE" } do
       local _, _, body = h:request(m, srv.base .. "/method")
@@ -283,6 +289,16 @@ describe("core.http", function()
     assert.has_error(function() core.http{ max_body = 1.5 } end)
     assert.has_error(function() core.http{ ca_file = 1 } end)
     assert.has_error(function() core.http(1) end)
+  end)
+
+  it("reads every URL on its own, never relative to the previous request's", function()
+    assert.equal(200, (h:request("GET", srv.base .. "/task")))
+    for _, u in ipairs({ "/method", "../method", "?q=1" }) do
+      local ok, code = h:request("GET", u) -- a fresh handle cannot reach anything with these either
+      assert.is_nil(ok, u)
+      assert.is_string(code, u)
+    end
+    assert.has_error(function() h:request("GET", srv.base .. "/task\0/../method") end)
   end)
 
   it("refuses non-HTTP URLs", function()
