@@ -230,7 +230,7 @@ local function fail(env, err)
   if err.kind == "transport" and err.code and not line:find(err.code, 1, true) then
     line = line .. " (" .. err.code .. ")" -- the curl error name is what people search for
   end
-  env.stderr:write("rctasks: ", line, "\n")
+  env.stderr:write(line, "\n") -- tostring(err) already starts with "rctasks <kind> error"
   if err.kind == "task" then return EXIT.failed end
   if err.kind == "timeout" then return EXIT.timeout end
   return EXIT.api

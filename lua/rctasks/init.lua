@@ -24,7 +24,8 @@ local function getenv(name, level)
   if v and v ~= "" then return v end
   if level then
     -- nginx clears its workers' environment: say what the config needs.
-    local hint = rawget(_G, "ngx") and " (nginx.conf needs `env " .. name .. ";`)" or ""
+    local hint = rawget(_G, "ngx") and " in nginx's environment (export it before starting nginx; nginx.conf" ..
+      " also needs `env " .. name .. ";`)" or ""
     error("rctasks: " .. name .. " is not set" .. hint, level + 1)
   end
 end
