@@ -100,6 +100,19 @@ local function left_ms(deadline)
   return ms < 1 and 1 or ms
 end
 
+-- Arm the socket with what is left of the deadline; false once it has passed (a trickling server
+-- could otherwise keep a loop of 1 ms reads going past it).
+local function arm(sock, deadline)
+  ngx.update_time()
+  if ngx.now() >= deadline then return false end
+  sock:settimeout(left_ms(deadline))
+  return true
+end
+
+local function past_deadline()
+  return fail("timeout", "response not complete before the deadline", { retryable = true })
+end
+
 -- One line (without CRLF) through a receiveuntil("\r\n") iterator, at most `max` bytes.
 local function read_line(reader, max)
   local parts, n = {}, 0
@@ -191,7 +204,7 @@ end
 local function read_chunked(sock, reader, max_body, deadline)
   local parts, n = {}, 0
   while true do
-    sock:settimeout(left_ms(deadline))
+    if not arm(sock, deadline) then return past_deadline() end
     local line, err = read_line(reader, MAX_LINE)
     if not line then
       if err == "line too long" then return fail("bad_response", "chunk-size line too long") end
@@ -229,7 +242,7 @@ end
 local function read_to_close(sock, max_body, deadline)
   local parts, n = {}, 0
   while true do
-    sock:settimeout(left_ms(deadline))
+    if not arm(sock, deadline) then return past_deadline() end
     local data, err = sock:receiveany(65536)
     if not data then
       if err == "closed" then return table.concat(parts) end
