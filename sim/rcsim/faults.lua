@@ -185,17 +185,24 @@ function apply.invalid_json(_, ctx)
   return { status = 200, body = '{"taskId":"' .. id .. '","commandType":"subscriptionCreateRequest","status":"proc' }
 end
 
+-- A mangled task as its route carries it: alone, or as the one task of GET /v1/tasks.
+local function task_answer(ctx, t)
+  return { status = 200, body = util.encode(ctx.uri == "/v1/tasks" and { tasks = { t } } or t) }
+end
+
 function apply.shape(f, ctx)
-  if f.variant == "tasks_object" then return { status = 200, body = '{"tasks":{}}' } end
+  if f.variant == "tasks_object" then -- the list as an object of tasks instead of an array
+    return { status = 200, body = '{"tasks":{"a":' .. util.encode(synthetic_task(ctx)) .. '}}' }
+  end
   local t = as_task(ctx)
   if f.variant == "status_number" then t.status = 42 else t.links = "links" end
-  return { status = 200, body = util.encode(t) }
+  return task_answer(ctx, t)
 end
 
 function apply.unknown_status(f, ctx)
   local t = as_task(ctx)
   t.status = f.status or "processing-paused"
-  return { status = 200, body = util.encode(t) }
+  return task_answer(ctx, t)
 end
 
 function apply.big(f, ctx)
