@@ -5,9 +5,10 @@
 --   lua5.4 bench/profile.lua [impls=rctasks:lua5.4,c_libcurl,socket_ka:lua5.4] [n1=200] [n2=1200] [tls=1]
 --                            [keep=DIR]   (keep=: leave the callgrind files of the n2 runs in DIR)
 -- Run from the repository root after `make build`; needs valgrind.
-package.path = "bench/?.lua;" .. package.path
+package.path = "bench/?.lua;spec/?.lua;" .. package.path
 local socket = require "socket"
 local lib = require "lib"
+local free_port = require("helpers.sys").free_port
 
 local opts = lib.args(arg)
 local N1, N2 = opts.n1 or 200, opts.n2 or 1200
@@ -26,12 +27,6 @@ local function must(cmd)
   local ok, out = sh(cmd)
   if not ok then error("profile: `" .. cmd .. "` failed:\n" .. out, 2) end
   return out
-end
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
 end
 
 local ROOT = must("pwd"):match("[^\n]+")

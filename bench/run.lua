@@ -11,6 +11,8 @@ package.cpath = "build/5.4/?.so;" .. package.cpath
 local socket = require "socket"
 local lib = require "lib"
 local sim = require "helpers.sim"
+local sys = require "helpers.sys"
+local free_port, readfile = sys.free_port, sys.read
 
 local opts = lib.args(arg)
 local SMOKE = opts.smoke == 1
@@ -46,13 +48,6 @@ local function must(cmd)
   return out
 end
 
-local function readfile(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 local function writefile(path, s, mode)
   local f = assert(io.open(path, "w"))
@@ -61,12 +56,6 @@ local function writefile(path, s, mode)
   if mode then must("chmod " .. mode .. " " .. path) end
 end
 
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
 
 local function wait_port(port)
   for _ = 1, 200 do

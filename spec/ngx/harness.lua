@@ -16,12 +16,7 @@ H.write = write
 
 H.ROOT = assert(io.popen("pwd")):read("*l")
 
-function H.free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+H.free_port = sys.free_port
 
 function H.tmpdir()
   local p = assert(io.popen("mktemp -d /tmp/rctasks-ngx.XXXXXX"))
