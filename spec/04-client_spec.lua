@@ -173,8 +173,26 @@ describe("client:list", function()
 end)
 
 describe("the default client", function()
+  -- In a child process whose environment is set here: the test must not depend on the caller's.
+  local function child(env, code)
+    local sys = require "helpers.sys"
+    local cpath = package.cpath:gsub("build/asan/", "build/5.4/") -- a child never loads the ASan build
+    local prelude = ("package.path = %q .. package.path; package.cpath = %q; ")
+      :format("lua/?.lua;lua/?/init.lua;", cpath)
+    local p = assert(io.popen("env -u REDISCLOUD_ACCESS_KEY -u REDISCLOUD_SECRET_KEY -u REDISCLOUD_URL " .. env ..
+      " " .. sys.LUA .. " -e '" .. prelude .. code .. "' 2>&1"))
+    local out = p:read("*a")
+    p:close()
+    return out
+  end
+
   it("comes from REDISCLOUD_* and says which variable is missing", function()
-    if os.getenv("REDISCLOUD_ACCESS_KEY") then return end
-    assert.has_error(function() rctasks.get(fake.ID) end, "rctasks: REDISCLOUD_ACCESS_KEY is not set")
+    local out = child("", 'print(pcall(require("rctasks").get, "abc"))')
+    assert.matches("rctasks: REDISCLOUD_ACCESS_KEY is not set", out, 1, true)
+    out = child("REDISCLOUD_ACCESS_KEY=access-key-1", 'print(pcall(require("rctasks").get, "abc"))')
+    assert.matches("rctasks: REDISCLOUD_SECRET_KEY is not set", out, 1, true)
+    out = child("REDISCLOUD_ACCESS_KEY=access-key-1 REDISCLOUD_SECRET_KEY=secret-key-1 " ..
+      "REDISCLOUD_URL=http://127.0.0.1:9/v1", 'local c = require("rctasks").default(); print(c.base_url)')
+    assert.equal("http://127.0.0.1:9/v1\n", out)
   end)
 end)
