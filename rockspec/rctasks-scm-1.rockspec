@@ -25,6 +25,7 @@ build = {
     ["rctasks.wait"] = "lua/rctasks/wait.lua",
     ["rctasks.workflow"] = "lua/rctasks/workflow.lua",
     ["rctasks.cli"] = "lua/rctasks/cli.lua",
+    ["rctasks.defaults"] = "lua/rctasks/defaults.lua",
     ["rctasks.ngx"] = "lua/rctasks/ngx.lua",
     ["rctasks.transport.curl"] = "lua/rctasks/transport/curl.lua",
     ["rctasks.transport.ngx"] = "lua/rctasks/transport/ngx.lua",

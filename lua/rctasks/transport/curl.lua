@@ -2,6 +2,7 @@
 -- (one reused easy handle per client: keep-alive). It blocks the calling thread: never the
 -- default inside nginx (TOOLCHAIN 9).
 local core = require "rctasks.core"
+local defaults = require "rctasks.defaults"
 local errors = require "rctasks.errors"
 
 local M = {}
@@ -16,11 +17,15 @@ local TRANSIENT = {
   CURLE_HTTP2 = true, CURLE_HTTP2_STREAM = true,
 }
 
--- curl.new{timeout=, connect_timeout=, ca_file=, max_body=}
+-- curl.new{timeout=, connect_timeout=, ca_file=, max_body=}: what is not given comes
+-- from rctasks.defaults (the C core has no defaults of its own).
 function M.new(opts)
   opts = opts or {}
-  local cfg = {}
-  for _, k in ipairs({ "timeout", "connect_timeout", "ca_file", "max_body" }) do cfg[k] = opts[k] end
+  local d = defaults.request
+  local cfg = { ca_file = opts.ca_file }
+  for _, k in ipairs({ "timeout", "connect_timeout", "max_body" }) do
+    if opts[k] ~= nil then cfg[k] = opts[k] else cfg[k] = d[k] end
+  end
   local handle, _, msg = core.http(cfg)
   if not handle then error("rctasks: libcurl could not start: " .. tostring(msg), 3) end
   return setmetatable({ handle = handle, agent = "libcurl/" .. core.curl_version }, M)

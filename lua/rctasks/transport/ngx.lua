@@ -13,6 +13,7 @@
 --   bad_response the bytes received are not an HTTP/1.x response we can read
 --   send        the request could not be written
 -- err.unsent is true only when the request surely never reached the server.
+local defaults = require "rctasks.defaults"
 local errors = require "rctasks.errors"
 
 local ngx = rawget(_G, "ngx")
@@ -24,10 +25,9 @@ M.__index = M
 M.PHASES = { rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
              ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true }
 
-local MAX_LINE = 8192          -- status, header and chunk-size lines
-local MAX_HEAD = 64 * 1024     -- the whole header block (same cap as the C client)
-local MAX_INFORMATIONAL = 8    -- 1xx answers skipped before the real one
-local DEFAULT_MAX_BODY = 8 * 1024 * 1024
+local MAX_LINE = defaults.request.max_line     -- status, header and chunk-size lines
+local MAX_HEAD = defaults.request.max_header  -- the whole header block (same cap as the C client)
+local MAX_INFORMATIONAL = 8                   -- 1xx answers skipped before the real one
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
 
 local function fail(code, message, fields)
@@ -53,10 +53,10 @@ function M.new(opts)
   end
   opts = opts or {}
   local self = setmetatable({
-    timeout = opts.timeout or 30,
-    connect_timeout = opts.connect_timeout or 10,
+    timeout = opts.timeout or defaults.request.timeout,
+    connect_timeout = opts.connect_timeout or defaults.request.connect_timeout,
     ca_file = opts.ca_file,
-    max_body = opts.max_body or DEFAULT_MAX_BODY,
+    max_body = opts.max_body or defaults.request.max_body,
     keepalive_timeout = opts.keepalive_timeout or 30,
     pool_size = opts.pool_size or 32,
     resolve = opts.resolve or {},

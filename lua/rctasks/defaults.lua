@@ -1,0 +1,46 @@
+-- rctasks.defaults: every default of the library, in one table. The client, the option checks,
+-- both transports and (through the curl transport) the C core read them from here and nowhere
+-- else, so changing one value here changes it everywhere.
+return {
+  base_url = "https://api.redislabs.com/v1",
+
+  -- One HTTP request (both transports; the C core gets them from transport/curl.lua).
+  request = {
+    timeout = 30,                  -- seconds, connect to last byte: a total deadline, not an idle one
+    connect_timeout = 10,          -- seconds, TCP connect and TLS handshake
+    max_body = 8 * 1024 * 1024,    -- response body cap, bytes
+    max_header = 64 * 1024,        -- response header block cap, bytes
+    max_line = 8 * 1024,           -- one status, header or chunk-size line (cosocket transport)
+  },
+
+  -- The retry policy of single requests (rctasks.retry.new).
+  retry = {
+    attempts = 4,                  -- tries in all, the first included
+    base = 0.5,                    -- first backoff ceiling, seconds
+    max_delay = 30,                -- backoff ceiling cap, seconds
+    factor = 2,
+    retry_post = false,            -- a POST that may have reached the server is not sent again
+    max_retry_after = 120,         -- a longer Retry-After is not waited for: the error is returned
+  },
+
+  -- The request budget: the API allows 400 requests a minute per account key.
+  limiter = { limit = 400, window = 60 },
+
+  -- Polling (wait, wait_all, wait_ready, run): the Go SDK's schedule.
+  wait = {
+    timeout = 1800,                -- overall deadline, seconds
+    interval = 1,                  -- first delay
+    max_interval = 30,             -- delay cap (a server's Retry-After may exceed it)
+    backoff = 2,                   -- delay factor per poll
+    jitter = 0.1,                  -- up to this many seconds added to each delay
+    early_404 = 5,                 -- 404s waited through before a task is first seen
+    grace = 60,                    -- seconds a resource may answer 404 after its task completed
+    list_above = 2,                -- wait_all lists every task in one GET while more are pending
+  },
+
+  -- Error values.
+  errors = {
+    max_body = 4096,               -- err.body keeps this much of a raw body
+    max_message = 1024,            -- err.message is cut to this many bytes
+  },
+}
