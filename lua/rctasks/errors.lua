@@ -83,8 +83,25 @@ local function body_message(body, decode)
     end
     return nil
   end
-  local title = body:match("<[Tt][Ii][Tt][Ll][Ee]>%s*(.-)%s*</[Tt][Ii][Tt][Ll][Ee]>")
-  return title
+  return M.html_title(body)
+end
+
+-- The <title> of an HTML page, looked for in its first TITLE_SCAN bytes with plain finds only:
+-- linear in that prefix whatever the page holds (a pattern with two lazy captures is cubic).
+local TITLE_SCAN = 4096
+function M.html_title(body)
+  local head = body:sub(1, TITLE_SCAN):lower()
+  local open = head:find("<title>", 1, true)
+  if not open then return nil end
+  local close = head:find("</title>", open + 7, true)
+  if not close then return nil end
+  local i, j = open + 7, close - 1
+  local s = body:sub(i, j)
+  local first = s:find("%S")
+  if not first then return nil end
+  local last = #s
+  while last > first and s:find("^%s", last) do last = last - 1 end
+  return s:sub(first, last)
 end
 
 -- An HTTP answer outside 2xx. `decode` is the core's JSON decoder (passed in: no C here).
