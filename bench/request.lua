@@ -31,7 +31,7 @@ if impl == "rctasks" then
     if not t then error("rctasks get failed: " .. tostring(err)) end
     return t
   end
-  stats = function() return { connects = c.transport:stats().connects } end
+  stats = function() return { connects = c:stats().connects } end
   finish = function() c:close() end
 
 elseif impl == "rctasks_fresh" then

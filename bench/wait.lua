@@ -18,9 +18,9 @@ local strategy, duration, scale = lib.need(a, "strategy"), lib.need(a, "duration
 
 -- The task turns processing-in-progress after `step` and ends `step` later.
 local acct = sim.account{ step = duration / scale / 2, lag = 0, rate_limit = 1000000 }
-local c = rctasks.new{ api_key = acct.key, secret_key = acct.secret, base_url = sim.url(),
-  now = function() return core.now() * scale end,
-  sleep = function(s) core.sleep(s / scale) end }
+local function now() return core.now() * scale end
+local function sleep(s) core.sleep(s / scale) end
+local c = rctasks.new{ api_key = acct.key, secret_key = acct.secret, base_url = sim.url(), now = now, sleep = sleep }
 
 local id = sim.task(acct.key, { queue = false })
 
@@ -28,7 +28,7 @@ local function poll_loop(next_delay)
   while true do
     local t = assert(c:get(id))
     if t:done() then return t end
-    c.sleep(next_delay())
+    sleep(next_delay())
   end
 end
 

@@ -14,8 +14,8 @@ local mode, n = lib.need(a, "mode"), lib.need(a, "n")
 local duration, scale = lib.need(a, "duration"), lib.need(a, "scale")
 
 local acct = sim.account{ step = duration / scale / 2, lag = 0, rate_limit = 1000000 }
-local c = rctasks.new{ api_key = acct.key, secret_key = acct.secret, base_url = sim.url(),
-  now = function() return core.now() * scale end,
+local function now() return core.now() * scale end
+local c = rctasks.new{ api_key = acct.key, secret_key = acct.secret, base_url = sim.url(), now = now,
   sleep = function(s) core.sleep(s / scale) end }
 
 -- Create the tasks over one keep-alive connection (the control API needs no keys), so that
@@ -31,7 +31,7 @@ for i = 1, n do
 end
 h:close()
 
-local t0 = c.now()
+local t0 = now()
 if mode == "wait_all" then
   local results = c:wait_all(ids, { timeout = 4 * duration + 60 })
   for i, r in ipairs(results) do assert(r.id == ids[i] and r.task and r.task:ok(), "every task completed") end
@@ -40,7 +40,7 @@ elseif mode == "each" then
 else
   error("bench/wait_all: unknown mode " .. tostring(mode))
 end
-local elapsed = c.now() - t0
+local elapsed = now() - t0
 local stats = sim.stats(acct.key)
 c:close()
 lib.emit{ case = "wait_all", mode = mode, n = n, duration = duration, scale = scale, lua = lib.interpreter(),

@@ -37,7 +37,7 @@ describe("retry policy", function()
   it("does not resend a POST that may have reached the server", function()
     for _, a in ipairs({ { 503, "" }, { 502, "" }, { err = { code = "CURLE_RECV_ERROR", retryable = true } } }) do
       local c, tr = client({ a, OK })
-      local _, err = c:send("POST", "/subscriptions", "{}")
+      local _, err = c:submit("POST", "/subscriptions", "{}")
       assert.is_not_nil(err); assert.equal(1, #tr.requests)
     end
   end)
@@ -46,11 +46,11 @@ describe("retry policy", function()
     for _, a in ipairs({ { err = { code = "CURLE_COULDNT_CONNECT", retryable = true, unsent = true } },
                          { 429, "" } }) do
       local c, tr = client({ a, OK })
-      assert(c:send("POST", "/subscriptions", "{}"))
+      assert(c:submit("POST", "/subscriptions", "{}"))
       assert.equal(2, #tr.requests)
     end
     local c, tr = client({ { 503, "" }, OK }, { retry = { retry_post = true } })
-    assert(c:send("POST", "/subscriptions", "{}"))
+    assert(c:submit("POST", "/subscriptions", "{}"))
     assert.equal(2, #tr.requests)
   end)
 
@@ -83,13 +83,18 @@ describe("limiter", function()
   end)
 
   it("refuses a limit that is not a whole number", function()
-    assert.has_error(function() rctasks.retry.limiter{ limit = 1.5, window = 1 } end)
+    assert.has_error(function() rctasks.limiter.new{ limit = 1.5, window = 1 } end)
+    assert.has_error(function() client({ OK }, { limiter = { limit = 1.5, window = 1 } }) end)
   end)
 
   it("defaults to the API's 400 requests per minute", function()
-    local c = client({ OK }, { limiter = nil })
-    local l = rctasks.new{ api_key = "k", secret_key = "s", transport = c.transport }.limiter
-    assert.equal(400, l.limit); assert.equal(60, l.window)
+    local fake_clock = fake.clock()
+    local tr = fake.transport({ OK }, fake_clock)
+    local c = rctasks.new{ api_key = "k", secret_key = "s", transport = tr, now = fake_clock.now,
+                           sleep = fake_clock.sleep }
+    for _ = 1, 401 do assert(c:get(ID)) end
+    assert.equal(tr.requests[1].at, tr.requests[400].at) -- 400 at once
+    assert.is_true(tr.requests[401].at - tr.requests[1].at >= 60 - 1e-9) -- the 401st a minute later
   end)
 
   it("holds the next request when the server says X-Rate-Limit-Remaining: 0", function()

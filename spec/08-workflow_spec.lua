@@ -264,11 +264,11 @@ describe("client:wait_all", function()
   it("waits 50 tasks with one list per round, far fewer requests than polling each task", function()
     -- two accounts with the same 50 tasks (10 of them queued one after another, as the API does)
     local function fifty()
-      local c, acct = fresh({ step = 0.02 }, { limiter = false })
+      local rounds = 1
+      local c, acct = fresh({ step = 0.02 }, { limiter = false,
+        sleep = function(d) rounds = rounds + 1; core.sleep(d) end }) -- one sleep between rounds
       local ids = {}
       for i = 1, 50 do ids[i] = sim.task(acct.key, { queue = i % 5 == 0 }) end
-      local rounds = 1
-      c.sleep = function(d) rounds = rounds + 1; core.sleep(d) end -- one sleep between rounds
       return c, acct, ids, function() return rounds end
     end
     local c, acct, ids, rounds = fifty()
@@ -391,13 +391,18 @@ describe("workflow on a virtual clock", function()
   end)
 
   it("builds a database's path only from whole-number ids", function()
-    local workflow = require "rctasks.workflow"
-    local c = fake.client({})
-    local function task(r) return setmetatable({ commandType = "databaseCreateRequest", response = r },
-      rctasks.task.mt) end
-    assert.equal("/subscriptions/12/databases/7", workflow.resource_path(c, task({ resourceId = 7,
-      additionalResourceId = 12 })))
-    assert.is_nil(workflow.resource_path(c, task({ resourceId = 7, additionalResourceId = 5.5 })))
-    assert.is_nil(workflow.resource_path(c, task({ resourceId = 7.5, additionalResourceId = 12 })))
+    local function run(response)
+      local c, tr = fake.client({ { 202, '{"taskId":"' .. fake.ID .. '","commandType":"databaseCreateRequest",'
+        .. '"status":"processing-completed","response":' .. response .. '}' }, { 200, '{"status":"active"}' } })
+      local t, db = c:run("POST", "/subscriptions/12/databases", { name = "db" })
+      assert.is_true(t:ok())
+      return tr.requests[2] and tr.requests[2].url, db
+    end
+    local where, db = run('{"resourceId":7,"additionalResourceId":12}')
+    assert.equal("https://api.example.test/v1/subscriptions/12/databases/7", where)
+    assert.equal("active", db.status)
+    assert.is_nil(run('{"resourceId":7,"additionalResourceId":5.5}'))
+    assert.is_nil(run('{"resourceId":7.5,"additionalResourceId":12}'))
+    assert.is_nil(run('{"resourceId":1e19,"additionalResourceId":12}'))
   end)
 end)

@@ -4,9 +4,15 @@
 local rctasks = require "rctasks"
 local sim = require "helpers.sim"
 
+local curl = require "rctasks.transport.curl"
+
+-- A client on a curl transport made here, so the spec can watch the transport's libcurl handle.
+-- Returns client, account, handle.
 local function fresh(cfg)
   local acct = sim.account(cfg)
-  return rctasks.new{ api_key = acct.key, secret_key = acct.secret, base_url = sim.url() }, acct
+  local tr = curl.new()
+  return rctasks.new{ api_key = acct.key, secret_key = acct.secret, base_url = sim.url(), transport = tr },
+    acct, tr.handle
 end
 
 -- Open file descriptors of this process (each kept-alive connection holds one).
@@ -33,10 +39,9 @@ end
 
 describe("closing a client", function()
   it("close() frees the handle, twice is harmless, and later use raises", function()
-    local c, acct = fresh()
+    local c, acct, h = fresh()
     local id = sim.task(acct.key, {})
     assert(c:get(id))
-    local h = c.transport.handle
     assert.equal("rctasks.http (open)", tostring(h))
     c:close()
     assert.equal("rctasks.http (closed)", tostring(h))
@@ -60,29 +65,29 @@ describe("closing a client", function()
 
   -- `<close>` is Lua 5.4 syntax: compiled with load() so that this file still parses on LuaJIT.
   local scoped = _VERSION == "Lua 5.4" and not rawget(_G, "jit") and load([[
-    local c = ...
-    local h
+    local c, h = ...
     do
       local client <close> = c
-      h = client.transport.handle
-      assert(tostring(h) == "rctasks.http (open)")
+      assert(tostring(h) == "rctasks.http (open)" and client)
     end
     return h
   ]])
   if scoped then
     it("a <close> variable frees the handle at the end of its block (Lua 5.4)", function()
-      local h = scoped((fresh()))
+      local c, _, handle = fresh()
+      local h = scoped(c, handle)
       assert.equal("rctasks.http (closed)", tostring(h))
     end)
 
     it("a <close> variable frees the handle when the block is left by an error (Lua 5.4)", function()
       local h
+      local c, _, handle = fresh()
+      h = handle
       local ok = pcall(load([[
-        local c, out = ...
+        local c = ...
         local client <close> = c
-        out.h = client.transport.handle
-        error("leaving the block")
-      ]]), fresh(), setmetatable({}, { __newindex = function(_, _, v) h = v end }))
+        error("leaving the block" .. tostring(client))
+      ]]), c)
       assert.is_false(ok)
       assert.equal("rctasks.http (closed)", tostring(h))
     end)
@@ -92,9 +97,9 @@ describe("closing a client", function()
     local before = baseline()
     local weak = setmetatable({}, { __mode = "v" })
     for i = 1, 10 do
-      local c, acct = fresh()
+      local c, acct, h = fresh()
       assert(c:get(sim.task(acct.key, {})))
-      weak[i] = c.transport.handle
+      weak[i] = h
       weak[i + 10] = c
     end
     assert.is_true(open_fds() >= before + 10)
@@ -116,7 +121,7 @@ describe("an error raised in on_update", function()
   end)
 
   it("leaves the client usable: the next get succeeds on the same connection", function()
-    local c, acct = fresh()
+    local c, acct, h = fresh()
     local id = sim.task(acct.key, {})
     local calls = 0
     local ok, err = pcall(c.wait, c, id, { interval = 0.02, jitter = 0, on_update = function(t, prev)
@@ -128,10 +133,10 @@ describe("an error raised in on_update", function()
     assert.equal(2, calls)
     local t = assert(c:get(id))
     assert.equal(id, t.taskId)
-    assert.equal("rctasks.http (open)", tostring(c.transport.handle))
+    assert.equal("rctasks.http (open)", tostring(h))
     local st = sim.stats(acct.key)
     assert.equal(1, st.connections)
-    assert.equal(1, c.transport:stats().connects)
+    assert.equal(1, c:stats().connects)
     local final = assert(c:wait(id, { interval = 0.02, jitter = 0 }))
     assert.is_true(final:ok())
     c:close()
@@ -140,8 +145,8 @@ describe("an error raised in on_update", function()
   it("does not keep the handle alive: a dropped client is still collected", function()
     local weak = setmetatable({}, { __mode = "v" })
     do
-      local c, acct = fresh()
-      weak[1] = c.transport.handle
+      local c, acct, h = fresh()
+      weak[1] = h
       assert.is_false((pcall(c.wait, c, sim.task(acct.key, {}), { on_update = function() error("x") end })))
     end
     full_gc()

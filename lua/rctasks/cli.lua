@@ -7,7 +7,11 @@
 -- 1 task failed, 2 usage error, 3 timeout, 4 API or network error.
 local cjson = require("cjson").new() -- a private instance: settings here never leak into the caller's
 local rctasks = require "rctasks"
+local check = require "rctasks.check"
 local core = require "rctasks.core"
+local taskmod = require "rctasks.task"
+
+cjson.encode_invalid_numbers("null") -- a task holding 1e400 still prints (as null)
 
 local M = {}
 
@@ -87,10 +91,17 @@ local SPECS = {
 local POSITIONAL = { list = 0, get = 1, wait = 1, watch = 0 }
 
 ------------------------------------------------------------------------------------------------
--- Output helpers; `env` carries the streams and the environment so tests can swap them.
+-- Output. Everything a server sent goes through `show` (or `json`) before it is printed: the
+-- client's keys are redacted, and control characters and terminal escapes (C0, DEL, and C1 as
+-- UTF-8) become "?", so no server text can move the cursor, retitle the terminal or forge lines.
+
+local function neutral(s)
+  return (s:gsub("%c", "?"):gsub("\194[\128-\159]", "?"))
+end
 
 local function usage_error(env, cmd, msg)
-  env.stderr:write("rctasks: ", msg, "\n", "Run `rctasks ", cmd and (cmd .. " ") or "", "--help` for usage.\n")
+  env.stderr:write("rctasks: ", neutral(msg), "\n", "Run `rctasks ", cmd and (cmd .. " ") or "",
+    "--help` for usage.\n")
   return EXIT.usage
 end
 
@@ -143,11 +154,6 @@ local function parse(cmd, argv, first)
   return opts, pos
 end
 
-local function json(v)
-  if type(v) == "table" and next(v) == nil then return "[]" end -- cjson 2.1.0 writes {} for any empty table
-  return cjson.encode(v)
-end
-
 local function pad(s, n) return s .. string.rep(" ", n - #s) end
 
 -- Aligned columns: rows of strings, the first row the header; the last column is not padded.
@@ -166,25 +172,47 @@ local function table_text(rows)
 end
 M.table_text = table_text
 
-local function str(v)
-  if v == nil then return "-" end
-  return tostring(v)
+-- The printers of one run: `show` for text, `json` for --json values, both through the client's
+-- redactor.
+local function printers(client)
+  local function show(v)
+    if v == nil then return "-" end
+    return neutral(client:redact(tostring(v)))
+  end
+  local function scrub(v, seen)
+    if type(v) == "string" then return client:redact(v) end
+    if type(v) ~= "table" or seen[v] then return v end
+    seen[v] = true
+    local out = {}
+    for k, x in pairs(v) do out[scrub(k, seen)] = scrub(x, seen) end
+    return out
+  end
+  local function json(v)
+    if type(v) == "table" and next(v) == nil then return "[]" end -- cjson 2.1.0 writes {} for any empty table
+    local ok, s = pcall(cjson.encode, scrub(v, {}))
+    if not ok then return nil, "cannot print as JSON: " .. tostring(s) end
+    -- cjson leaves C1 controls raw; as \u escapes they are the same JSON and harmless to a terminal
+    return (s:gsub("\194([\128-\159])", function(c) return string.format("\\u%04x", c:byte()) end))
+  end
+  return show, json
 end
 
-local function resource_text(t)
+local function resource_text(t, show)
   local r = t.response
   if type(r) ~= "table" then return "-" end
-  if r.resourceId and r.additionalResourceId then return r.additionalResourceId .. "/" .. r.resourceId end
-  if r.resourceId then return tostring(r.resourceId) end
+  local rid, sub = taskmod.resource_id(t), r.additionalResourceId
+  if rid and type(sub) == "number" then return show(sub) .. "/" .. show(rid) end
+  if rid then return show(rid) end
   local e = r.error
-  if type(e) == "table" and e.type then return e.type end
+  if type(e) == "table" and type(e.type) == "string" then return show(e.type) end
   return "-"
 end
 
-local function task_rows(tasks)
+local function task_rows(tasks, show)
   local rows = { { "TASK ID", "STATUS", "COMMAND", "UPDATED", "RESOURCE" } }
   for _, t in ipairs(tasks) do
-    rows[#rows + 1] = { str(t.taskId), str(t.status), str(t.commandType), str(t.timestamp), resource_text(t) }
+    rows[#rows + 1] = { show(t.taskId), show(t.status), show(t.commandType), show(t.timestamp),
+                        resource_text(t, show) }
   end
   return rows
 end
@@ -197,9 +225,9 @@ local function filter(tasks, opts, default_limit)
   return out
 end
 
-local function task_text(t)
+local function task_text(t, show)
   local rows = {}
-  local function add(k, v) if v ~= nil then rows[#rows + 1] = { k, tostring(v) } end end
+  local function add(k, v) if v ~= nil then rows[#rows + 1] = { k, show(v) } end end
   add("taskId", t.taskId)
   add("commandType", t.commandType)
   add("status", t.status)
@@ -210,13 +238,15 @@ local function task_text(t)
   add("additionalResourceId", r.additionalResourceId)
   add("additionalInfo", r.additionalInfo)
   if type(r.error) == "table" then
-    add("error", require("rctasks.task").error_text(t))
+    add("error", taskmod.error_text(t))
     add("errorStatus", r.error.status)
   end
   local rels = {}
-  for rel in pairs(type(t.links) == "table" and t.links or {}) do rels[#rels + 1] = rel end
+  for rel in pairs(type(t.links) == "table" and t.links or {}) do
+    if type(rel) == "string" then rels[#rels + 1] = rel end
+  end
   table.sort(rels)
-  for _, rel in ipairs(rels) do add("link " .. rel, t.links[rel].href) end
+  for _, rel in ipairs(rels) do add("link " .. show(rel), taskmod.link(t, rel)) end
   local w = 0
   for _, row in ipairs(rows) do w = math.max(w, #row[1]) end
   local out = {}
@@ -224,96 +254,81 @@ local function task_text(t)
   return table.concat(out, "\n") .. "\n"
 end
 
--- An error value -> exit code; the message goes to stderr (the client scrubbed keys from it).
+-- An error value -> exit code; its line goes to stderr (errors come sealed: no key in them).
 local function fail(env, err)
-  local line = tostring(err)
-  if err.kind == "transport" and err.code and not line:find(err.code, 1, true) then
-    line = line .. " (" .. err.code .. ")" -- the curl error name is what people search for
+  local line = tostring(err) -- one line, "rctasks <kind> error ..."
+  local name = err.curl_code or err.code
+  if err.kind == "transport" and type(name) == "string" and not line:find(name, 1, true) then
+    line = line .. " (" .. name .. ")" -- the curl error name is what people search for
   end
-  env.stderr:write(line, "\n") -- tostring(err) already starts with "rctasks <kind> error"
+  env.stderr:write(neutral(line), "\n")
   if err.kind == "task" then return EXIT.failed end
   if err.kind == "timeout" then return EXIT.timeout end
   return EXIT.api
 end
 
+local function print_json(env, json, v)
+  local s, why = json(v)
+  if not s then env.stderr:write("rctasks: ", why, "\n"); return EXIT.api end
+  env.stdout:write(s, "\n")
+  return EXIT.ok
+end
+
 ------------------------------------------------------------------------------------------------
--- Commands
+-- Commands: each gets env, the client, its show/json printers, the options and the task id.
 
 local commands = {}
 
-function commands.list(env, client, opts)
+function commands.list(env, client, p, opts)
   local tasks, err = client:list()
   if not tasks then return fail(env, err) end
   tasks = filter(tasks, opts)
-  if opts.json then
-    env.stdout:write(json(tasks), "\n")
-  elseif #tasks == 0 then
-    env.stdout:write("no tasks\n")
-  else
-    env.stdout:write(table_text(task_rows(tasks)))
-  end
+  if opts.json then return print_json(env, p.json, tasks) end
+  env.stdout:write(#tasks == 0 and "no tasks\n" or table_text(task_rows(tasks, p.show)))
   return EXIT.ok
 end
 
-function commands.get(env, client, opts, id)
+function commands.get(env, client, p, opts, id)
   local t, err = client:get(id)
   if not t then return fail(env, err) end
-  env.stdout:write(opts.json and (json(t) .. "\n") or task_text(t))
+  if opts.json then return print_json(env, p.json, t) end
+  env.stdout:write(task_text(t, p.show))
   return EXIT.ok
 end
 
-local function summary(t)
-  local s = "task " .. str(t.taskId) .. " " .. str(t.status)
-  local rid = t:resource_id()
-  if rid then s = s .. " resource " .. tostring(rid) end
+local function summary(t, show)
+  local s = "task " .. show(t.taskId) .. " " .. show(t.status)
+  local rid = taskmod.resource_id(t)
+  if rid then s = s .. " resource " .. show(rid) end
   return s
 end
 
-function commands.wait(env, client, opts, id)
-  local t0 = env.now()
-  local status = "waiting"
-  local live = not opts.json and env.isatty()
-  local function line(next_in)
-    local s = string.format("%s  %s  %.1fs", id, status, env.now() - t0)
-    if next_in then s = s .. string.format("  next poll in %.1fs", next_in) end
-    return s
-  end
-  if live then
-    -- Redraw the status line while the wait loop sleeps: its sleep is ours.
-    client.sleep = function(d)
-      local wake = env.now() + d
-      while true do
-        local left = wake - env.now()
-        if left <= 0 then break end
-        env.stdout:write("\r\27[K", line(left))
-        env.stdout:flush()
-        env.sleep(math.min(left, 0.2))
-      end
-    end
-  end
+function commands.wait(env, client, p, opts, id)
+  local show = p.show
   local wo = { timeout = opts.timeout, interval = opts.interval, max_interval = opts["max-interval"],
     on_update = function(t)
-      status = t.status
-      if live then
-        env.stdout:write("\r\27[K", line())
+      p.status = show(t.status)
+      if p.live then
+        env.stdout:write("\r\27[K", p.line())
         env.stdout:flush()
       elseif not opts.json then
-        env.stdout:write(string.format("%7.1fs  %s\n", env.now() - t0, t.status))
+        env.stdout:write(string.format("%7.1fs  %s\n", env.now() - p.t0, p.status))
         env.stdout:flush()
       end
     end }
   local t, err = client:wait(id, wo)
-  if live then env.stdout:write("\r\27[K") end
+  if p.live then env.stdout:write("\r\27[K") end
   if not t then
-    if opts.json and err.task then env.stdout:write(json(err.task), "\n") end
-    if live and err.task then env.stdout:write(summary(err.task), "\n") end
+    if opts.json and err.task then print_json(env, p.json, err.task) end
+    if p.live and err.task then env.stdout:write(summary(err.task, show), "\n") end
     return fail(env, err)
   end
-  env.stdout:write(opts.json and (json(t) .. "\n") or (summary(t) .. "\n"))
+  if opts.json then return print_json(env, p.json, t) end
+  env.stdout:write(summary(t, show), "\n")
   return EXIT.ok
 end
 
-function commands.watch(env, client, opts)
+function commands.watch(env, client, p, opts)
   local tty = env.isatty()
   local interval = opts.interval or 5
   local n = 0
@@ -324,9 +339,9 @@ function commands.watch(env, client, opts)
     local text
     if tasks then
       tasks = filter(tasks, opts, 20)
-      text = #tasks == 0 and "no tasks\n" or table_text(task_rows(tasks))
+      text = #tasks == 0 and "no tasks\n" or table_text(task_rows(tasks, p.show))
     elseif err.retryable then
-      text = "rctasks: " .. tostring(err) .. "\n" -- transient: show it and keep watching
+      text = neutral(tostring(err)) .. "\n" -- transient: show it and keep watching
     else
       return fail(env, err)
     end
@@ -346,30 +361,38 @@ local function isatty()
   return r == true or r == 0
 end
 
-local function getenv(env, name)
-  local v = env.getenv(name)
-  return v ~= "" and v or nil
-end
-
-local function make_client(env, cmd)
-  local key, secret = getenv(env, "REDISCLOUD_ACCESS_KEY"), getenv(env, "REDISCLOUD_SECRET_KEY")
-  if not key or not secret then
-    return nil, usage_error(env, cmd, "set REDISCLOUD_ACCESS_KEY and REDISCLOUD_SECRET_KEY in the environment")
+-- The client, from REDISCLOUD_* (rctasks.env_options). On a terminal, `wait` redraws its status
+-- line while the polling loop sleeps: the client's sleep is this one.
+local function make_client(env, cmd, p)
+  local sleep
+  if p.live then
+    sleep = function(d)
+      local wake = env.now() + d
+      while true do
+        local left = wake - env.now()
+        if left <= 0 then break end
+        env.stdout:write("\r\27[K", p.line(left))
+        env.stdout:flush()
+        env.sleep(math.min(left, 0.2))
+      end
+    end
   end
-  local ok, c = pcall(rctasks.new, { api_key = key, secret_key = secret, base_url = getenv(env, "REDISCLOUD_URL") })
+  local ok, c = pcall(function()
+    local o = rctasks.env_options()
+    o.sleep = sleep
+    return rctasks.new(o)
+  end)
   if not ok then
-    return nil, usage_error(env, cmd, (tostring(c):gsub("^[^:]*:%d+: ", "")))
+    local msg = tostring(c):gsub("^[^:]*:%d+: ", "")
+    if msg:find("is not set", 1, true) then
+      msg = "set REDISCLOUD_ACCESS_KEY and REDISCLOUD_SECRET_KEY in the environment (" .. msg .. ")"
+    end
+    return nil, usage_error(env, cmd, msg)
   end
   return c
 end
 
--- main(argv, env) -> exit code. env (optional): stdout, stderr, getenv, isatty, now, sleep.
-function M.main(argv, env)
-  env = env or {}
-  env.stdout, env.stderr = env.stdout or io.stdout, env.stderr or io.stderr
-  env.getenv, env.isatty = env.getenv or os.getenv, env.isatty or isatty
-  env.now, env.sleep = env.now or core.now, env.sleep or core.sleep
-  argv = argv or {}
+local function run(argv, env)
   local cmd = argv[1]
   if cmd == nil then env.stderr:write(USAGE.main); return EXIT.usage end
   if cmd == "--help" or cmd == "-h" then env.stdout:write(USAGE.main); return EXIT.ok end
@@ -385,14 +408,35 @@ function M.main(argv, env)
   if not opts then return usage_error(env, cmd, pos) end
   if opts.help then env.stdout:write(USAGE[cmd]); return EXIT.ok end
   local id = pos[1]
-  if id and not pcall(require("rctasks.client").check_id, id, 1) then
+  if id and not check.is_task_id(id) then
     return usage_error(env, cmd, "invalid task ID (expected a UUID such as 784299af-17ea-4ed6-b08f-dd643238c8dd)")
   end
-  local client, code = make_client(env, cmd)
+  local p = { live = cmd == "wait" and not opts.json and env.isatty(), t0 = env.now(), status = "waiting" }
+  function p.line(next_in)
+    local s = string.format("%s  %s  %.1fs", id, p.status, env.now() - p.t0)
+    if next_in then s = s .. string.format("  next poll in %.1fs", next_in) end
+    return s
+  end
+  local client, code = make_client(env, cmd, p)
   if not client then return code end
-  local rc = commands[cmd](env, client, opts, id)
+  p.show, p.json = printers(client)
+  local ok, rc = pcall(commands[cmd], env, client, p, opts, id)
   client:close()
+  if not ok then error(client:redact(tostring(rc)), 0) end
   return rc
+end
+
+-- main(argv, env) -> exit code. env (optional): stdout, stderr, isatty, now, sleep. Never raises:
+-- an internal failure is one line on stderr and exit 4, never a traceback.
+function M.main(argv, env)
+  env = env or {}
+  env.stdout, env.stderr = env.stdout or io.stdout, env.stderr or io.stderr
+  env.isatty = env.isatty or isatty
+  env.now, env.sleep = env.now or core.now, env.sleep or core.sleep
+  local ok, rc = pcall(run, argv or {}, env)
+  if ok then return rc end
+  env.stderr:write("rctasks: internal error: ", neutral(tostring(rc)):sub(1, 500), "\n")
+  return EXIT.api
 end
 
 return M

@@ -1,238 +1,281 @@
--- rctasks.client: a configured connection to one Redis Cloud account.
--- It owns the transport, the clock, the sleep, the retry policy and the limiter, builds requests
--- (URL, headers), and turns what comes back into tasks or error values. Keys live only in a
--- private table keyed by the client, so printing or dumping a client never shows them.
+-- rctasks.client: a configured connection to one Redis Cloud account, and every public method.
+-- Each method checks its arguments (misuse raises at the caller's line), hands them down to
+-- the layer that does the work (poll: tasks; workflow: provisioning steps), and seals any error
+-- on the way out, so no error a method returns holds an API key, at any depth.
+-- The keys live in the client's executor only; printing or dumping a client never shows them.
+local check = require "rctasks.check"
 local core = require "rctasks.core"
-local errors = require "rctasks.errors"
+local defaults = require "rctasks.defaults"
+local env = require "rctasks.env"
+local executor = require "rctasks.executor"
+local limiter = require "rctasks.limiter"
+local poll = require "rctasks.poll"
 local retry = require "rctasks.retry"
-local taskmod = require "rctasks.task"
-local wait = require "rctasks.wait"
+local url = require "rctasks.url"
+local workflow = require "rctasks.workflow"
 
-local M = { VERSION = core.version }
+local M = {}
 
 local Client = {}
 Client.__index = Client
 Client.__name = "rctasks.client"
-M.Client = Client
 
-local secrets = setmetatable({}, { __mode = "k" }) -- client -> its auth headers
+local state = setmetatable({}, { __mode = "k" }) -- client -> { exec =, policy = }
 
-local OPTIONS = {
-  api_key = "string", secret_key = "string", base_url = "string",
-  timeout = "number", connect_timeout = "number", ca_file = "string", max_body = "number",
-  transport = "any", sleep = "function", now = "function", retry = "any", limiter = "any",
-}
+------------------------------------------------------------------------------------------------
+-- Options of each public entry point (kinds: rctasks.check.KINDS).
 
-M.DEFAULT_URL = "https://api.redislabs.com/v1"
+local NEW = { api_key = "string", secret_key = "string", base_url = "string", timeout = "positive",
+              connect_timeout = "positive", ca_file = "string", max_body = "count", transport = "any",
+              sleep = "function", now = "function", retry = "any", limiter = "any" }
+local WAIT = { timeout = "number", interval = "number", max_interval = "number", backoff = "factor",
+               jitter = "number", on_update = "function" }
 
--- Keys must never cross a network in clear: http:// only to this machine.
-local function check_base_url(url)
-  local scheme, rest = url:match("^(%a[%w+.-]*)://(.+)$")
-  if not scheme then error("rctasks.new: base_url must be an absolute http(s) URL", 3) end
-  scheme = scheme:lower()
-  local authority = rest:match("^[^/?#]*")
-  if authority:find("@", 1, true) then error("rctasks.new: base_url must not carry credentials", 3) end
-  if rest:find("[?#]") then error("rctasks.new: base_url must not have a query or fragment", 3) end
-  local host = authority:match("^%[(.-)%]") or authority:match("^[^:]*")
-  if scheme == "http" then
-    local h = host:lower()
-    if not (h == "localhost" or h:match("^127%.%d+%.%d+%.%d+$") or h == "::1") then
-      error("rctasks.new: http:// is allowed only to a loopback host (keys would travel in clear); use https://", 3)
-    end
-  elseif scheme ~= "https" then
-    error("rctasks.new: base_url scheme must be https (or http to loopback)", 3)
-  end
-  if host == "" then error("rctasks.new: base_url has no host", 3) end
-  return (url:gsub("/+$", ""))
+local function with_wait(own)
+  local s = {}
+  for k, v in pairs(WAIT) do s[k] = v end
+  for k, v in pairs(own) do s[k] = v end
+  return s
+end
+local WAIT_ALL = with_wait({ list_above = "number" })
+local WAIT_READY = with_wait({ statuses = "statuses", fail = "statuses", grace = "number" })
+local RUN = with_wait({ resource = "path", ready = "ready", grace = "number", fail = "statuses" })
+local PIPELINE = with_wait({ on_progress = "function", grace = "number" })
+local STEP = { name = "string", method = "string", path = "any", body = "any", timeout = "number",
+               ready = "ready", fail = "statuses", resource = "path", grace = "number" }
+
+-- Checked options over the wait defaults.
+local function wait_options(opts, schema, what)
+  return check.merge(defaults.wait, check.options(opts, schema or WAIT, what))
+end
+M.wait_options = function(opts) return wait_options(opts, WAIT, "rctasks.wait") end
+
+------------------------------------------------------------------------------------------------
+-- Construction
+
+local function make_policy(spec)
+  if spec == nil then return retry.new() end
+  if spec == false then return retry.ONCE end
+  if retry.is(spec) then return spec end
+  if type(spec) == "table" then return retry.new(spec) end
+  check.fail("rctasks.new: option 'retry' must be a table of retry options, a policy or false")
 end
 
--- The transport a user would expect: cosockets inside nginx (never block a worker), libcurl
--- elsewhere. A string picks one by name; a table is the user's own.
-local function make_transport(spec, cfg)
-  local ngx = rawget(_G, "ngx")
-  local in_ngx = ngx and type(ngx.get_phase) == "function"
-  if spec == nil then spec = in_ngx and "ngx" or "curl" end
-  if type(spec) == "string" then
-    if spec ~= "curl" and spec ~= "ngx" then
-      error("rctasks.new: unknown transport '" .. spec .. "' (curl, ngx or a table)", 3)
-    end
-    return require("rctasks.transport." .. spec).new(cfg)
+-- nil: this process's own budget. A table: limiter options; with `dict`, one budget for every
+-- worker of this nginx, keyed by a hash of the account key. false: none. Else the user's value.
+local function make_limiter(spec, api_key)
+  if spec == false then return nil end
+  if spec == nil then return limiter.new() end
+  if type(spec) == "table" and getmetatable(spec) == nil then
+    if spec.dict == nil then return limiter.new(spec) end
+    local o = check.merge({ key = env.ngx() and env.ngx().md5(api_key) }, spec)
+    return limiter.shared(o)
   end
   if type(spec) ~= "table" and type(spec) ~= "userdata" then
-    error("rctasks.new: transport must be 'curl', 'ngx' or a value with :request(req)", 3)
+    check.fail("rctasks.new: option 'limiter' must be a table of limiter options, a limiter or false")
   end
   return spec
 end
 
+-- Cosockets inside nginx (never block a worker), libcurl elsewhere; a name picks one, a table is
+-- the user's own.
+local function make_transport(spec, cfg)
+  if spec == nil then spec = env.ngx() and "ngx" or "curl" end
+  if spec == "curl" then return require("rctasks.transport.curl").new(cfg) end
+  if spec == "ngx" then return require("rctasks.transport.ngx").new(cfg) end
+  if type(spec) == "string" then
+    check.fail("rctasks.new: unknown transport '" .. spec .. "' (curl, ngx or a table)")
+  end
+  if type(spec) ~= "table" and type(spec) ~= "userdata" then
+    check.fail("rctasks.new: transport must be 'curl', 'ngx' or a value with :request(req)")
+  end
+  return spec
+end
+
+-- rctasks.new{api_key=, secret_key=, base_url=, timeout=, connect_timeout=, ca_file=, max_body=,
+-- transport=, retry=, limiter=, sleep=, now=} -> client. Misuse raises here, at the caller.
 function M.new(opts)
-  if type(opts) ~= "table" then error("rctasks.new: options must be a table", 2) end
-  for k, v in pairs(opts) do
-    local want = OPTIONS[k]
-    if not want then error("rctasks.new: unknown option '" .. tostring(k) .. "'", 2) end
-    if want ~= "any" and type(v) ~= want then
-      error("rctasks.new: option '" .. k .. "' must be a " .. want .. ", got " .. type(v), 2)
-    end
+  if type(opts) ~= "table" then check.fail("rctasks.new: options must be a table") end
+  check.options(opts, NEW, "rctasks.new")
+  for _, k in ipairs({ "api_key", "secret_key" }) do
+    if opts[k] == nil or opts[k] == "" then check.fail("rctasks.new: " .. k .. " is missing") end
+    if opts[k]:find("%c") then check.fail("rctasks.new: keys must not contain control characters") end
   end
-  if not opts.api_key or opts.api_key == "" then error("rctasks.new: api_key is missing", 2) end
-  if not opts.secret_key or opts.secret_key == "" then error("rctasks.new: secret_key is missing", 2) end
-  if opts.api_key:find("[%c]") or opts.secret_key:find("[%c]") then
-    error("rctasks.new: keys must not contain control characters", 2)
-  end
-  local base = check_base_url(opts.base_url or M.DEFAULT_URL)
-
-  local policy = opts.retry
-  if policy == nil then policy = retry.new()
-  elseif policy == false then policy = retry.NONE
-  elseif getmetatable(policy) == nil and type(policy) == "table" then policy = retry.new(policy) end
-
-  local limiter = opts.limiter
-  if limiter == nil then limiter = retry.limiter()
-  elseif limiter == false then limiter = nil
-  elseif getmetatable(limiter) == nil and type(limiter) == "table" then limiter = retry.limiter(limiter) end
-
-  local transport = make_transport(opts.transport, {
-    timeout = opts.timeout, connect_timeout = opts.connect_timeout,
-    ca_file = opts.ca_file, max_body = opts.max_body,
-  })
-  local ngx = rawget(_G, "ngx")
-  local self = setmetatable({
-    base_url = base,
-    timeout = opts.timeout or 30,
-    transport = transport,
-    retry = policy,
-    limiter = limiter,
-    now = opts.now or core.now,
-    sleep = opts.sleep or (ngx and ngx.sleep or core.sleep),
-    decode = core.decode,
-  }, Client)
-  -- Servers may echo headers back: any server text bound for an error value or an on_retry hook
-  -- goes through this first (retry.lua, send, call), so no error can carry a key.
-  local keys = {} -- real keys are long; a few-letter test key would shred every message it matched
-  for _, k in ipairs({ opts.api_key, opts.secret_key }) do if #k >= 8 then keys[#keys + 1] = k end end
-  self.redact = function(s)
-    if type(s) ~= "string" then return s end
-    for _, k in ipairs(keys) do
-      if s:find(k, 1, true) then
-        local parts, i = {}, 1
-        while true do
-          local j = s:find(k, i, true)
-          parts[#parts + 1] = s:sub(i, (j or 0) - 1)
-          if not j then break end
-          i = j + #k
-        end
-        s = table.concat(parts, "[redacted]")
-      end
-    end
-    return s
-  end
-  secrets[self] = {
-    ["x-api-key"] = opts.api_key,
-    ["x-api-secret-key"] = opts.secret_key,
-    ["accept"] = "application/json",
-    ["user-agent"] = "rctasks/" .. core.version .. " " .. (transport.agent or (_VERSION:gsub(" ", "/"))),
+  if opts.ca_file and opts.ca_file:find("%c") then check.fail("rctasks.new: ca_file has control characters") end
+  local base, why = url.base(opts.base_url or defaults.base_url)
+  if not base then check.fail("rctasks.new: base_url " .. why) end
+  local transport = make_transport(opts.transport, { timeout = opts.timeout,
+    connect_timeout = opts.connect_timeout, ca_file = opts.ca_file, max_body = opts.max_body })
+  local ngx = env.ngx()
+  local exec = executor.new{
+    base_url = base, api_key = opts.api_key, secret_key = opts.secret_key, transport = transport,
+    limiter = make_limiter(opts.limiter, opts.api_key), now = opts.now or core.now,
+    sleep = opts.sleep or (ngx and ngx.sleep or core.sleep), timeout = opts.timeout or defaults.request.timeout,
+    agent = "rctasks/" .. core.version .. " " .. (transport.agent or (_VERSION:gsub(" ", "/"))),
   }
+  local self = setmetatable({ base_url = base }, Client)
+  state[self] = { exec = exec, policy = make_policy(opts.retry) }
   return self
 end
+
+-- The executor and the retry policy of an open client.
+local function open(self)
+  local s = state[self]
+  if not s or s.exec:closed() then check.fail("rctasks: client is closed") end
+  return s.exec, s.policy
+end
+
+-- An error on its way out loses every key, at any depth, and its long strings are cut.
+local function out(exec, v, b)
+  if v == nil and b ~= nil then return nil, exec:seal(b) end
+  return v, b
+end
+
+------------------------------------------------------------------------------------------------
+-- Tasks
+
+-- client:get(id) -> task | nil, err
+function Client:get(id)
+  check.task_id(id)
+  local exec, policy = open(self)
+  return out(exec, poll.get_task(exec, policy, id))
+end
+
+-- client:list() -> array of tasks, most recent status update first | nil, err
+function Client:list()
+  local exec, policy = open(self)
+  return out(exec, poll.list_tasks(exec, policy))
+end
+
+-- client:wait(id, opts) -> final task | nil, err (kinds task, timeout, http, transport, decode).
+-- opts: timeout, interval, max_interval, backoff, jitter, on_update(task, previous).
+function Client:wait(id, opts)
+  check.task_id(id)
+  local o = wait_options(opts, WAIT, "rctasks.wait")
+  local exec, policy = open(self)
+  return out(exec, poll.wait(exec, policy, id, o))
+end
+
+-- client:wait_all(ids, opts) -> array in input order of { id =, task = final task, err = error }.
+-- opts: the wait options (on_update per task) plus list_above (one GET /tasks per round while more
+-- than this many are pending, default 2).
+function Client:wait_all(ids, opts)
+  if type(ids) ~= "table" then check.fail("rctasks.wait_all: ids must be a list of task ids") end
+  for _, id in ipairs(ids) do check.task_id(id) end
+  local o = wait_options(opts, WAIT_ALL, "rctasks.wait_all")
+  local exec, policy = open(self)
+  local by_id = poll.wait_all(exec, policy, ids, o)
+  local results = {}
+  for i, id in ipairs(ids) do
+    local w = by_id[id]
+    results[i] = { id = id, task = w.value, err = w.err and exec:seal(w.err) }
+  end
+  return results
+end
+
+------------------------------------------------------------------------------------------------
+-- Workflows
+
+-- client:request(method, path, body) -> decoded body (nulls dropped) | true (empty 2xx) | nil, err.
+-- body: a table (sent as JSON), a JSON string, or nil.
+function Client:request(method, path, body)
+  body = check.request(method, path, body)
+  local exec, policy = open(self)
+  return out(exec, workflow.request(exec, policy, method, path, body))
+end
+
+-- client:submit(method, path, body) -> the task the API answered with (any 2xx) | nil, err
+function Client:submit(method, path, body)
+  body = check.request(method, path, body)
+  local exec, policy = open(self)
+  return out(exec, workflow.submit(exec, policy, method, path, body))
+end
+
+-- client:run(method, path, body, opts) -> final task, resource (when the task names one) | nil, err.
+-- opts: the wait options (timeout covers the whole run) plus resource (a path, function(task) ->
+-- path, or false to skip the fetch), ready (true or a list of statuses: poll the resource until
+-- ready; default false), fail (statuses that fail it, default {"error"}), grace (seconds a
+-- resource may answer 404 after its task completed, default 60).
+function Client:run(method, path, body, opts)
+  body = check.request(method, path, body)
+  local o = wait_options(opts, RUN, "rctasks.run")
+  local exec, policy = open(self)
+  return out(exec, workflow.run(exec, policy, method, path, body, o))
+end
+
+-- client:wait_ready(path, opts) -> the resource once its status is in opts.statuses (default
+-- {"active"}) | nil, err: kind "task" when it turns one of opts.fail (default {"error"}), kind
+-- "timeout" at the deadline, kind "decode" when the answer is not a JSON object. opts: the wait
+-- options (on_update(resource, previous) on status changes) plus statuses, fail, grace.
+function Client:wait_ready(path, opts)
+  check.path(path)
+  local o = wait_options(opts, WAIT_READY, "rctasks.wait_ready")
+  local exec, policy = open(self)
+  return out(exec, workflow.wait_ready(exec, policy, path, o))
+end
+
+-- Static parts are checked before anything is sent: a typo in step 3 must not surface after
+-- step 1 created something.
+local function check_steps(steps)
+  if type(steps) ~= "table" or #steps == 0 then check.fail("rctasks.pipeline: steps must be a non-empty list") end
+  local names = {}
+  for i, s in ipairs(steps) do
+    local what = "rctasks.pipeline: step " .. i
+    if type(s) ~= "table" then check.fail(what .. " must be a table") end
+    check.options(s, STEP, what)
+    if type(s.name) ~= "string" or s.name == "" then check.fail(what .. " needs a name") end
+    if names[s.name] then check.fail(what .. ": duplicate name '" .. s.name .. "'") end
+    names[s.name] = true
+    if type(s.path) ~= "string" and type(s.path) ~= "function" then
+      check.fail(what .. " (" .. s.name .. "): path must be a string or a function(results)")
+    end
+    if s.body ~= nil and type(s.body) ~= "table" and type(s.body) ~= "function" and type(s.body) ~= "string" then
+      check.fail(what .. " (" .. s.name .. "): body must be a table, a JSON string or a function(results)")
+    end
+    check.request(s.method or "POST", type(s.path) == "string" and s.path or "/",
+      type(s.body) ~= "function" and s.body or nil)
+  end
+end
+
+-- client:pipeline(steps, opts) -> results | nil, err
+-- Each step { name =, method = "POST", path = string or function(results), body = table, string or
+-- function(results), timeout =, ready = true (poll the resource until active; false or a status
+-- list), fail =, resource =, grace = } is submitted, waited and its resource fetched; results[name]
+-- = { task = final task, resource = resource, id = its resourceId }. opts: the wait options
+-- (timeout is each step's default), on_progress(step_name, task, previous), grace. The first
+-- failure returns nil, err: its kind kept, err.step naming the step, err.results the steps done.
+function Client:pipeline(steps, opts)
+  check_steps(steps)
+  local o = wait_options(opts, PIPELINE, "rctasks.pipeline")
+  local exec, policy = open(self)
+  return out(exec, workflow.pipeline(exec, policy, steps, o))
+end
+
+------------------------------------------------------------------------------------------------
+-- The rest
+
+-- client:redact(s) -> s with this client's API keys replaced by "[redacted]" (for your own logs).
+function Client:redact(s)
+  local st = state[self]
+  return st and st.exec.redact(s) or s
+end
+
+-- client:stats() -> the transport's counters ({requests=, connects=} for curl), or nil.
+function Client:stats()
+  local st = state[self]
+  return st and st.exec:stats()
+end
+
+-- Idempotent; the transport's handle is freed now rather than at the next GC.
+function Client:close()
+  local st = state[self]
+  if st then st.exec:close() end
+end
+Client.__close = Client.close
 
 function Client:__tostring()
   return "rctasks.client (" .. self.base_url .. ")"
 end
 
--- Percent-encode one path segment (RFC 3986 unreserved characters stay as they are).
-function M.escape(segment)
-  return (tostring(segment):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
-end
-
--- Task ids are UUIDs: anything else is refused before it can steer the URL.
-local last_id = {} -- the last id that passed (a private table until then): a wait polls one id many times
-local function check_id(id, level)
-  if id == last_id then return id end
-  if type(id) ~= "string" then error("rctasks: task id must be a string, got " .. type(id), level + 1) end
-  -- Anchored: one match attempt over the id, half the cost of searching for a bad character.
-  if #id > 128 or not id:find("^[%w%-_]+$") then
-    error("rctasks: invalid task id (expected letters, digits, '-' or '_', at most 128)", level + 1)
-  end
-  last_id = id
-  return id
-end
-M.check_id = check_id
-
--- Join an API path to the base URL; a path that could climb out of it is misuse.
-function Client:url(path, level)
-  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
-    error("rctasks: path must be a string starting with '/'", (level or 1) + 1)
-  end
-  -- Some servers decode %2E, %2F, %5C before resolving dot segments: check the decoded spelling too.
-  local plain = path:gsub("%%2[Ee]", "."):gsub("%%2[Ff]", "/"):gsub("%%5[Cc]", "/")
-  if path:find("[%c%s#\\]") or plain:find("/%.%.?/") or plain:find("/%.%.?$") or path:find("//", 1, true)
-    or path:find("%%00") then
-    error("rctasks: unsafe path (spaces, '#', '..', %00 or empty segments)", (level or 1) + 1)
-  end
-  return self.base_url .. path
-end
-
--- Send one request through the retry policy; 2xx -> res, anything else -> nil, err.
--- ctl.once: a single attempt (wait() retries by itself); ctl.deadline: never wait past it.
-function Client:send(method, path, body, ctl)
-  local h = secrets[self]
-  if not h then error("rctasks: client is closed", 3) end
-  local headers = h
-  if body ~= nil then
-    headers = { ["content-type"] = "application/json" }
-    for k, v in pairs(h) do headers[k] = v end
-  end
-  local req = { method = method, url = self.base_url .. path, headers = headers, body = body,
-                timeout = self.timeout }
-  local policy = (ctl and ctl.once) and retry.NONE or self.retry
-  local res, err = policy:perform(self, req, ctl and ctl.deadline)
-  req.headers = nil -- the request may end up in an error's traceback: no keys in it
-  if res and (res.status < 200 or res.status > 299) then
-    res.body = self.redact(res.body)
-    res, err = nil, errors.http(req, res, self.decode)
-  end
-  return res, err
-end
-
--- send, then decode the body with `decode(body, task_mt)` (a core decoder).
-function Client:call(method, path, body, ctl, decode)
-  local res, err = self:send(method, path, body, ctl)
-  if not res then return nil, err end
-  local v, msg = decode(res.body, taskmod.mt)
-  if v == nil then
-    return nil, errors.new("decode", { message = self.redact(msg), body = self.redact(res.body), status = res.status,
-      method = method, url = self.base_url .. path })
-  end
-  return v
-end
-
--- client:get(id) -> task | nil, err
-function Client:get(id, ctl)
-  check_id(id, 2)
-  local t, err = self:call("GET", "/tasks/" .. id, nil, ctl, core.decode_task)
-  if not t then err.task_id = id end
-  return t, err
-end
-
--- client:list() -> array of tasks, most recent status update first | nil, err
-function Client:list()
-  return self:call("GET", "/tasks", nil, nil, core.decode_tasks)
-end
-
--- client:wait(id, opts) -> final task | nil, err (kinds task, timeout, http, transport, decode)
-function Client:wait(id, opts)
-  check_id(id, 2)
-  return wait.wait(self, id, wait.options(opts, 3))
-end
-
--- Idempotent; the transport's handle is freed now rather than at the next GC.
-function Client:close()
-  secrets[self] = nil
-  local t = self.transport
-  if t and t.close then t:close() end
-end
-Client.__close = Client.close
-
--- Workflow helpers (request, submit, run, wait_ready, wait_all, pipeline) are client methods too.
-for k, f in pairs(require("rctasks.workflow").methods) do Client[k] = f end
-
+M.Client = Client
 return M

@@ -1,63 +1,64 @@
 -- rctasks: the asynchronous tasks of the Redis Cloud REST API, from Lua and from nginx.
 --   local rctasks = require "rctasks"
 --   local task, err = rctasks.wait(task_id, { timeout = 1800 })
--- Module-level calls use a default client configured from the environment on first use:
--- REDISCLOUD_ACCESS_KEY, REDISCLOUD_SECRET_KEY and REDISCLOUD_URL (optional).
+-- The module-level calls use rctasks.default(), one client per Lua state (one per nginx worker)
+-- configured from REDISCLOUD_ACCESS_KEY, REDISCLOUD_SECRET_KEY and REDISCLOUD_URL on first use.
+local check = require "rctasks.check"
 local client = require "rctasks.client"
 local core = require "rctasks.core"
+local env = require "rctasks.env"
+local url = require "rctasks.url"
 
 local M = {
   VERSION = core.version,
   new = client.new,
-  escape = client.escape,
+  escape = url.escape,
   null = core.null,
   decode = core.decode,
   errors = require "rctasks.errors",
+  limiter = require "rctasks.limiter",
   retry = require "rctasks.retry",
   task = require "rctasks.task",
 }
 
-local default -- one per Lua state (one per nginx worker)
-
-local function getenv(name, level)
-  local v = os.getenv(name)
-  if v and v ~= "" then return v end
-  if level then
-    -- nginx clears its workers' environment: say what the config needs.
-    local hint = rawget(_G, "ngx") and " in nginx's environment (export it before starting nginx; nginx.conf" ..
-      " also needs `env " .. name .. ";`)" or ""
-    error("rctasks: " .. name .. " is not set" .. hint, level + 1)
-  end
+local function required(name)
+  local v = env.getenv(name)
+  if v then return v end
+  -- nginx clears its workers' environment: say what the config needs.
+  local hint = env.ngx() and " in nginx's environment (export it before starting nginx; nginx.conf"
+    .. " also needs `env " .. name .. ";`)" or ""
+  check.fail("rctasks: " .. name .. " is not set" .. hint)
 end
 
 -- Client options from REDISCLOUD_ACCESS_KEY, REDISCLOUD_SECRET_KEY, REDISCLOUD_URL; a missing key raises.
-function M.env_options(level)
-  level = (level or 1) + 1
-  return { api_key = getenv("REDISCLOUD_ACCESS_KEY", level), secret_key = getenv("REDISCLOUD_SECRET_KEY", level),
-           base_url = getenv("REDISCLOUD_URL") }
+function M.env_options()
+  return { api_key = required("REDISCLOUD_ACCESS_KEY"), secret_key = required("REDISCLOUD_SECRET_KEY"),
+           base_url = env.getenv("REDISCLOUD_URL") }
 end
+
+local default -- one per Lua state
 
 -- The default client, made from the environment on first use. Inside nginx with a
 -- `lua_shared_dict rctasks`, its request budget is shared by all workers.
 function M.default()
   if not default then
-    local ngx = rawget(_G, "ngx")
-    if ngx and ngx.shared and ngx.shared.rctasks then
-      default = require("rctasks.ngx").new(M.env_options(2), { dict = "rctasks" })
-    else
-      default = client.new(M.env_options(2))
-    end
+    local opts = M.env_options()
+    local ngx = env.ngx()
+    if ngx and ngx.shared and ngx.shared.rctasks then opts.limiter = { dict = "rctasks" } end
+    default = client.new(opts)
   end
   return default
 end
 
+-- The default client's methods (client.lua documents each).
 function M.get(id) return M.default():get(id) end
 function M.list() return M.default():list() end
 function M.wait(id, opts) return M.default():wait(id, opts) end
-
--- The workflow helpers on the default client too (rctasks.run, rctasks.pipeline, ...).
-for _, name in ipairs({ "request", "submit", "run", "wait_ready", "wait_all", "pipeline" }) do
-  M[name] = function(...) local c = M.default(); return c[name](c, ...) end
-end
+function M.wait_all(ids, opts) return M.default():wait_all(ids, opts) end
+function M.request(method, path, body) return M.default():request(method, path, body) end
+function M.submit(method, path, body) return M.default():submit(method, path, body) end
+function M.run(method, path, body, opts) return M.default():run(method, path, body, opts) end
+function M.wait_ready(path, opts) return M.default():wait_ready(path, opts) end
+function M.pipeline(steps, opts) return M.default():pipeline(steps, opts) end
 
 return M

@@ -7,25 +7,33 @@ M.ERROR = "processing-error"
 -- The spec's enum: three in-progress states and two terminal ones. Anything else is unknown.
 local IN_PROGRESS = { initialized = true, received = true, ["processing-in-progress"] = true }
 
-local methods = {}
+-- The library's own code calls these functions, never the methods: a task is what the server
+-- sent, and a field named like a method (`ok`, `link`, ...) shadows that method.
+local function status(t) return rawget(t, "status") end
 
 -- Terminal? Unknown statuses are not done: wait() decides what they mean.
-function methods:done()
-  return self.status == M.COMPLETED or self.status == M.ERROR
+function M.done(t) local s = status(t) return s == M.COMPLETED or s == M.ERROR end
+function M.ok(t) return status(t) == M.COMPLETED end
+function M.failed(t) return status(t) == M.ERROR end
+
+-- The response's resourceId when it is a number, else nil.
+function M.resource_id(t)
+  local r = rawget(t, "response")
+  local id = type(r) == "table" and r.resourceId
+  return type(id) == "number" and id or nil
 end
 
-function methods:ok() return self.status == M.COMPLETED end
-
-function methods:failed() return self.status == M.ERROR end
-
-function methods:resource_id()
-  return self.response and self.response.resourceId
+-- The href of the link `rel`, when it is a string.
+function M.link(t, rel)
+  local links = rawget(t, "links")
+  local l = type(links) == "table" and links[rel]
+  local href = type(l) == "table" and l.href
+  return type(href) == "string" and href or nil
 end
 
-function methods:link(rel)
-  local l = self.links and self.links[rel]
-  return l and l.href
-end
+local methods = {
+  done = M.done, ok = M.ok, failed = M.failed, resource_id = M.resource_id, link = M.link,
+}
 
 local floor = math.floor
 
@@ -59,27 +67,31 @@ function M.parse_time(ts)
   return secs + (frac ~= "" and tonumber("0" .. frac) or 0)
 end
 
-function methods:time() return M.parse_time(self.timestamp) end
+function M.time(t) return M.parse_time(rawget(t, "timestamp")) end
+methods.time = M.time
 
--- Is `status` one of the spec's five values?
-function M.known(status)
-  return IN_PROGRESS[status] == true or status == M.COMPLETED or status == M.ERROR
+-- Is the status `s` one of the spec's five values?
+function M.known(s)
+  return IN_PROGRESS[s] == true or s == M.COMPLETED or s == M.ERROR
 end
 
--- The API error of a failed task as one line: "TYPE: description".
+-- The API error of a failed task as one line, "TYPE: description", from string fields only.
 function M.error_text(t)
-  local e = t.response and t.response.error
+  local r = rawget(t, "response")
+  local e = type(r) == "table" and r.error
   if type(e) ~= "table" then return nil end
-  if e.type and e.description then return e.type .. ": " .. e.description end
-  return e.type or e.description
+  local typ = type(e.type) == "string" and e.type ~= "" and e.type or nil
+  local desc = type(e.description) == "string" and e.description ~= "" and e.description or nil
+  if typ and desc then return typ .. ": " .. desc end
+  return typ or desc
 end
 
 M.mt = {
   __index = methods,
   __name = "rctasks.task",
   __tostring = function(t)
-    return string.format("task %s %s %s", tostring(t.taskId), tostring(t.commandType or "?"),
-      tostring(t.status))
+    return string.format("task %s %s %s", tostring(rawget(t, "taskId")),
+      tostring(rawget(t, "commandType") or "?"), tostring(rawget(t, "status")))
   end,
 }
 

@@ -3,7 +3,7 @@
 -- answers JSON that the specs read with LuaSocket.
 local cjson = require "cjson.safe"
 local rctasks = require "rctasks"
-local rcngx = require "rctasks.ngx"
+local background = require "rctasks.background"
 
 local M = {}
 
@@ -49,11 +49,11 @@ local function client()
   if retry_off then opts.retry = false end
   if shared_limit then
     local n, w = shared_limit:match("^(%d+)/([%d.]+)$")
-    opts.limiter = rcngx.limiter{ dict = "rctasks", key = key, limit = tonumber(n), window = tonumber(w),
+    opts.limiter = rctasks.limiter.shared{ dict = "rctasks", key = key, limit = tonumber(n), window = tonumber(w),
                                   margin = 0.25 }
   elseif local_limit then
     local n, w = local_limit:match("^(%d+)/([%d.]+)$")
-    opts.limiter = rctasks.retry.limiter{ limit = tonumber(n), window = tonumber(w) }
+    opts.limiter = rctasks.limiter.new{ limit = tonumber(n), window = tonumber(w) }
   end
   c = rctasks.new(opts)
   clients[id] = c
@@ -97,13 +97,13 @@ function M.wait()
 end
 
 function M.spawn()
-  local ok, note = rcngx.spawn_wait(client(), ngx.var.arg_id, { wait = { interval = 0.05, max_interval = 0.2,
+  local ok, note = background.spawn_wait(client(), ngx.var.arg_id, { wait = { interval = 0.05, max_interval = 0.2,
     timeout = tonumber(ngx.var.arg_timeout) or 30 } })
   return out({ ok = ok, note = note, worker = ngx.worker.id() }, ok and 202 or 500)
 end
 
 function M.result()
-  local r = rcngx.result(ngx.var.arg_id)
+  local r = background.result(ngx.var.arg_id)
   return out({ found = r ~= nil, result = r, worker = ngx.worker.id() })
 end
 
