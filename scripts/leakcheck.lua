@@ -146,7 +146,7 @@ local function main()
   for i = 1, 60 do
     if i % 10 == 0 then sim.faults(acct.key, { { kind = "invalid_json" } }) end
     local t, e = client:get(task_id)
-    note(t, e and (e.code or e.kind))
+    note(t, e and (e.curl_code or e.code or e.kind))
   end
   -- a user's error raised in on_update unwinds through wait: nothing it held may leak
   for i = 1, 20 do

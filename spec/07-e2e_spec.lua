@@ -136,14 +136,15 @@ describe("against the simulator", function()
       retry = false }
     local _, err = strict:get(id)
     assert.equal("transport", err.kind)
-    assert.is_truthy(err.code:match("VERIFICATION") or err.code:match("CACERT"), err.code)
+    assert.equal("tls", err.code)
+    assert.is_truthy(err.curl_code:match("VERIFICATION") or err.curl_code:match("CACERT"), err.curl_code)
   end)
 
   it("fails fast with a transport error when nothing listens", function()
     local c = rctasks.new{ api_key = "k", secret_key = "s", base_url = "http://127.0.0.1:9/v1", retry = false }
     local _, err = c:get("00000000-0000-4000-8000-000000000000")
     assert.equal("transport", err.kind)
-    assert.equal("CURLE_COULDNT_CONNECT", err.code)
+    assert.equal("connect", err.code); assert.equal("CURLE_COULDNT_CONNECT", err.curl_code)
     assert.is_true(err.retryable)
   end)
 end)

@@ -52,35 +52,37 @@ local function trap_hits()
   end
 end
 
-local CURL_BIG = "CURLE_FILESIZE_EXCEEDED"
+local BIG = { code = "too_large", curl_code = "CURLE_FILESIZE_EXCEEDED" }
+local REFUSED = { code = "connect", curl_code = "CURLE_COULDNT_CONNECT" }
+local TIMEDOUT = { code = "timeout", curl_code = "CURLE_OPERATION_TIMEDOUT" }
 local ROWS = {
   { name = "connection refused (nothing listens on the port)", refused = true,
-    get = fail("transport", true, { code = "CURLE_COULDNT_CONNECT" }),
-    list = fail("transport", true, { code = "CURLE_COULDNT_CONNECT" }),
-    wait = fail("timeout", true, { cause = { code = "CURLE_COULDNT_CONNECT" } }), wait_timeout = 0.5 },
+    get = fail("transport", true, REFUSED),
+    list = fail("transport", true, REFUSED),
+    wait = fail("timeout", true, { cause = REFUSED }), wait_timeout = 0.5 },
   { name = "reset before answering, once", faults = { { kind = "reset" } }, get = OK, list = OK, wait = OK },
   { name = "reset before answering, past the retry budget", faults = burst({ kind = "reset" }, 4),
-    get = fail("transport", true, { code = "CURLE_GOT_NOTHING" }),
-    list = fail("transport", true, { code = "CURLE_GOT_NOTHING" }), wait = OK },
+    get = fail("transport", true, { code = "closed", curl_code = "CURLE_GOT_NOTHING" }),
+    list = fail("transport", true, { code = "closed", curl_code = "CURLE_GOT_NOTHING" }), wait = OK },
   { name = "reset mid-body (short of Content-Length), once", faults = { { kind = "reset_mid" } },
     get = OK, list = OK, wait = OK },
   { name = "reset mid-body (short of Content-Length), past the retry budget",
     faults = burst({ kind = "reset_mid" }, 4),
-    get = fail("transport", true, { code = "CURLE_PARTIAL_FILE" }),
-    list = fail("transport", true, { code = "CURLE_PARTIAL_FILE" }), wait = OK },
+    get = fail("transport", true, { code = "closed", curl_code = "CURLE_PARTIAL_FILE" }),
+    list = fail("transport", true, { code = "closed", curl_code = "CURLE_PARTIAL_FILE" }), wait = OK },
   { name = "headers then a stall past the timeout, once", faults = { { kind = "stall", seconds = 5 } },
     get = OK, list = OK, wait = OK },
   { name = "headers then a stall past the timeout, past the retry budget",
     faults = burst({ kind = "stall", seconds = 5 }, 4),
-    get = fail("transport", true, { code = "CURLE_OPERATION_TIMEDOUT" }),
-    list = fail("transport", true, { code = "CURLE_OPERATION_TIMEDOUT" }), wait = OK },
+    get = fail("transport", true, TIMEDOUT),
+    list = fail("transport", true, TIMEDOUT), wait = OK },
   { name = "trickling body (slowloris), cut at the request timeout, once",
     faults = { { kind = "trickle", chunk = 4, delay = 0.05 } }, get = OK, list = OK, wait = OK },
   { name = "trickling body (slowloris), every time",
     faults = burst({ kind = "trickle", chunk = 4, delay = 0.05 }, 50),
-    get = fail("transport", true, { code = "CURLE_OPERATION_TIMEDOUT" }),
-    list = fail("transport", true, { code = "CURLE_OPERATION_TIMEDOUT" }),
-    wait = fail("timeout", true, { cause = { code = "CURLE_OPERATION_TIMEDOUT" } }), wait_timeout = 1 },
+    get = fail("transport", true, TIMEDOUT),
+    list = fail("transport", true, TIMEDOUT),
+    wait = fail("timeout", true, { cause = TIMEDOUT }), wait_timeout = 1 },
   { name = "500 once (not a gateway: the API failed, not retried)", faults = { { kind = "status", status = 500 } },
     get = fail("http", false, { status = 500 }), list = fail("http", false, { status = 500 }),
     wait = fail("http", false, { status = 500 }) },
@@ -135,15 +137,15 @@ local ROWS = {
   { name = "wrong shape: not an object at all", faults = list_body('"processing-completed"'),
     get = fail("decode", false), list = fail("decode", false), wait = fail("decode", false) },
   { name = "body of 20 MB with Content-Length, cap 1 MiB", faults = { { kind = "big", bytes = 20 * 1024 * 1024 } },
-    get = fail("transport", false, { code = CURL_BIG }), list = fail("transport", false, { code = CURL_BIG }),
-    wait = fail("transport", false, { code = CURL_BIG }) },
+    get = fail("transport", false, BIG), list = fail("transport", false, BIG),
+    wait = fail("transport", false, BIG) },
   { name = "endless body without Content-Length, cap 1 MiB",
     faults = { { kind = "big", bytes = 2 ^ 40, length = false } },
-    get = fail("transport", false, { code = CURL_BIG }), list = fail("transport", false, { code = CURL_BIG }),
-    wait = fail("transport", false, { code = CURL_BIG }) },
+    get = fail("transport", false, BIG), list = fail("transport", false, BIG),
+    wait = fail("transport", false, BIG) },
   { name = "1 MiB of response headers", faults = { { kind = "huge_headers" } },
-    get = fail("transport", false, { code = CURL_BIG }), list = fail("transport", false, { code = CURL_BIG }),
-    wait = fail("transport", false, { code = CURL_BIG }) },
+    get = fail("transport", false, BIG), list = fail("transport", false, BIG),
+    wait = fail("transport", false, BIG) },
   { name = "gzip body never asked for (no Accept-Encoding is sent)", faults = { { kind = "gzip" } },
     get = fail("decode", false, { status = 200 }), list = fail("decode", false, { status = 200 }),
     wait = fail("decode", false, { status = 200 }) },
@@ -221,6 +223,7 @@ describe("fault matrix", function()
           assert.equal(want.retryable, err.retryable, tostring(err))
           if want.status then assert.equal(want.status, err.status, tostring(err)) end
           if want.code then assert.equal(want.code, err.code, tostring(err)) end
+          if want.curl_code then assert.equal(want.curl_code, err.curl_code, tostring(err)) end
           if want.message then assert.matches(want.message, err.message, 1, true) end
           if want.cause then
             assert.is_table(err.cause, tostring(err))

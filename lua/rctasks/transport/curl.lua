@@ -1,12 +1,31 @@
 -- rctasks.transport.curl: the default transport outside nginx, over the C core's libcurl client
 -- (one reused easy handle per client: keep-alive). It blocks the calling thread: never the
--- default inside nginx (TOOLCHAIN 9).
+-- default inside nginx (it would freeze the worker for the length of each request).
 local core = require "rctasks.core"
 local defaults = require "rctasks.defaults"
 local errors = require "rctasks.errors"
 
 local M = {}
 M.__index = M
+
+-- libcurl's error names -> the transport-neutral codes both transports speak (err.code); the
+-- libcurl name stays in err.curl_code. Unlisted names are "other".
+local CODE = {
+  CURLE_COULDNT_RESOLVE_HOST = "resolve", CURLE_COULDNT_CONNECT = "connect",
+  CURLE_COULDNT_RESOLVE_PROXY = "proxy", CURLE_PROXY = "proxy",
+  CURLE_OPERATION_TIMEDOUT = "timeout",
+  CURLE_SSL_CONNECT_ERROR = "tls", CURLE_PEER_FAILED_VERIFICATION = "tls", CURLE_SSL_CACERT_BADFILE = "tls",
+  CURLE_SSL_CERTPROBLEM = "tls", CURLE_SSL_CIPHER = "tls", CURLE_SSL_ISSUER_ERROR = "tls",
+  CURLE_SSL_CRL_BADFILE = "tls", CURLE_SSL_ENGINE_NOTFOUND = "tls", CURLE_SSL_SHUTDOWN_FAILED = "tls",
+  CURLE_SSL_CLIENTCERT = "tls",
+  CURLE_GOT_NOTHING = "closed", CURLE_RECV_ERROR = "closed", CURLE_PARTIAL_FILE = "closed",
+  CURLE_HTTP2 = "closed", CURLE_HTTP2_STREAM = "closed",
+  CURLE_SEND_ERROR = "send",
+  CURLE_FILESIZE_EXCEEDED = "too_large",
+  CURLE_WEIRD_SERVER_REPLY = "bad_response", CURLE_BAD_CONTENT_ENCODING = "bad_response",
+  CURLE_URL_MALFORMAT = "bad_url", CURLE_UNSUPPORTED_PROTOCOL = "bad_url",
+  ENOMEM = "no_memory",
+}
 
 -- Failures worth another try; those marked unsent never reached the server, so even a POST
 -- may be resent.
@@ -34,10 +53,10 @@ end
 function M:request(req)
   local status, headers, body = self.handle:request(req.method, req.url, req.headers, req.body, req.timeout)
   if status then return { status = status, headers = headers, body = body } end
-  local code, message = headers, body
-  local t = TRANSIENT[code]
-  return nil, errors.new("transport", { code = code, message = message, retryable = t ~= nil,
-    unsent = t == "unsent" })
+  local name, message = headers, body
+  local t = TRANSIENT[name]
+  return nil, errors.new("transport", { code = CODE[name] or "other", curl_code = name, message = message,
+    retryable = t ~= nil, unsent = t == "unsent" })
 end
 
 function M:stats() return self.handle:stats() end
