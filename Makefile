@@ -5,7 +5,7 @@ CC       ?= cc
 OPT      ?= -O2 -g
 WARN     := -std=c99 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 DEFS     := -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden
-# Lua headers only: the interpreter exports the API, never link liblua into the module (TOOLCHAIN 5).
+# Lua headers only: the interpreter exports the API, never link liblua into the module (a second copy of the Lua runtime in one process corrupts its state).
 LUA54_INC = $(shell pkg-config --cflags lua5.4)
 JIT_INC   = $(shell pkg-config --cflags luajit)
 CURL_LIBS = $(shell pkg-config --libs libcurl)
@@ -27,7 +27,7 @@ build/jit/rctasks/core.so: $(SRC) $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(OPT) $(WARN) $(DEFS) $(JIT_INC) -shared -o $@ $(SRC) $(CURL_LIBS)
 
-# Sanitizer build for Lua 5.4; -z nodelete keeps stacks readable after Lua unloads the module (TOOLCHAIN 10).
+# Sanitizer build for Lua 5.4; -z nodelete keeps stacks readable after Lua unloads the module (its leak stacks then name functions, not "???").
 build/asan/rctasks/core.so: $(SRC) $(HDR)
 	@mkdir -p $(@D)
 	clang -O1 -g $(WARN) $(DEFS) $(SAN) $(LUA54_INC) -shared -Wl,-z,nodelete -o $@ $(SRC) $(CURL_LIBS)
@@ -41,8 +41,10 @@ test: deps build
 demo: deps build
 	@scripts/demo
 
+# luacheck, and the layer check: no require cycle, no upward require, no file in lua/ over 500 lines.
 lint:
-	luacheck lua bin sim spec examples bench
+	luacheck -q lua bin sim spec examples bench
+	lua5.4 scripts/layers.lua
 
 clean:
 	rm -rf build
@@ -55,7 +57,7 @@ luarocks-check:
 valgrind: build
 	@scripts/valgrind
 
-# Fuzzing (issue 5): libFuzzer over the decoder and task model in a Lua 5.4 state. liblua is linked
+# Fuzzing: libFuzzer over the decoder and task model in a Lua 5.4 state. liblua is linked
 # into the fuzzer only, never the module. Runs on a copy of the seed corpus; any crash fails the target.
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := fuzz/fuzz_decode.c csrc/json.c csrc/task.c
@@ -79,6 +81,6 @@ fuzz-ci:
 test-asan: build/asan/rctasks/core.so
 	@scripts/asan
 
-# Benchmarks against the alternatives (issue 6): starts its own sim and nginx, writes bench/RESULTS.md.
+# Benchmarks against the alternatives: starts its own sim and nginx, writes bench/RESULTS.md.
 bench: deps build
 	@lua5.4 bench/run.lua $(BENCH_ARGS)

@@ -1,4 +1,4 @@
--- The C core's JSON decoder and task model: every shape the Redis Cloud API sends (API-FACTS.md),
+-- The C core's JSON decoder and task model: every shape the Redis Cloud API sends (the README lists them),
 -- strict JSON edge cases, and the wrong shapes that must fail with a message naming the field.
 local core = require "rctasks.core"
 

@@ -1,4 +1,4 @@
--- The local API simulator is faithful to what the real Redis Cloud API sends (API-FACTS.md):
+-- The local API simulator is faithful to what the real Redis Cloud API sends (sim/README.md lists it):
 -- checked with raw LuaSocket requests, no rctasks code involved.
 local socket = require "socket"
 local sim = require "helpers.sim"
