@@ -226,6 +226,78 @@ describe("rctasks CLI", function()
     assert.matches(id, out, 1, true)
   end)
 
+  -- A task body the simulator sends in place of the real one: for GET /v1/tasks/{id}, and inside
+  -- the list for GET /v1/tasks.
+  local function served(a, id, fields)
+    local task = '{"taskId":"' .. id .. '","commandType":"subscriptionCreateRequest",' ..
+      '"timestamp":"2024-05-10T14:14:34Z"' .. fields .. "}"
+    sim.request("DELETE", "/sim/accounts/" .. a.key .. "/faults")
+    sim.faults(a.key, { { kind = "status", status = 200, path = "/tasks/", times = 10, text = task,
+                          content_type = "application/json" } })
+    return task
+  end
+
+  it("neutralises control characters and terminal escapes in what the server sent", function()
+    local a = account()
+    local id = sim.task(a.key, {})
+    local evil = "\\u001b]0;owned\\u0007\\u001b[2J\\r\\nFAKE LINE\\u009b31m\\u007f"
+    local fields = ',"status":"processing-completed","description":"' .. evil .. '","response":{"error":'
+      .. '{"type":"' .. evil .. '"},"additionalInfo":"' .. evil .. '"}'
+    local task = served(a, id, fields)
+    for _, args in ipairs({ "get " .. id, "wait " .. id .. " --interval 0.05", "list" }) do
+      if args == "list" then
+        sim.request("DELETE", "/sim/accounts/" .. a.key .. "/faults")
+        sim.faults(a.key, { { kind = "status", status = 200, path = "/tasks$", text = '{"tasks":[' .. task .. ']}',
+                              content_type = "application/json" } })
+      end
+      local rc, out, err = rctasks(args, a.env)
+      assert.equal(0, rc, args .. ": " .. err)
+      for _, s in ipairs({ out, err }) do
+        assert.is_nil(s:find("[%z\1-\9\11-\31\127]"), args .. ": a control character reached the terminal")
+        assert.is_nil(s:find("\194[\128-\159]"), args .. ": a C1 control reached the terminal")
+      end
+      if args:find("^get") then assert.matches("owned", out, 1, true) end
+      if args == "list" then assert.matches(id, out, 1, true) end
+    end
+  end)
+
+  it("prints a task holding a number JSON cannot carry (1e400) as JSON, and never a traceback", function()
+    local a = account()
+    local id = sim.task(a.key, {})
+    served(a, id, ',"status":"processing-completed","response":{"resourceId":1e400}')
+    local rc, out, err = rctasks("get " .. id .. " --json", a.env)
+    assert.equal(0, rc, err)
+    assert.is_nil(err:find("traceback", 1, true))
+    local v = assert(sim.decode(out))
+    assert.equal(id, v.taskId)
+  end)
+
+  it("never prints a key a server echoes back in a successful task", function()
+    local a = account()
+    local id = sim.task(a.key, {})
+    served(a, id, ',"status":"processing-completed","description":"' .. a.key .. ' ' .. a.secret .. '",'
+      .. '"response":{"resource":{"' .. a.secret .. '":"' .. a.key .. '"}}')
+    -- sh() fails the spec if either key shows on stdout or stderr
+    for _, args in ipairs({ "get " .. id, "get " .. id .. " --json", "wait " .. id .. " --json" }) do
+      local rc, out = rctasks(args, a.env)
+      assert.equal(0, rc, args)
+      assert.matches("[redacted]", out, 1, true)
+    end
+  end)
+
+  it("exits 4 with one line, no traceback, when the library cannot even load", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir .. "/bin && cp bin/rctasks " .. dir .. "/bin/"))
+    local rc, out, err = sh("env LUA_PATH=/nonexistent/?.lua LUA_CPATH=/nonexistent/?.so " .. LUA .. " " ..
+      dir .. "/bin/rctasks list")
+    os.execute("rm -rf " .. dir)
+    assert.equal(4, rc)
+    assert.equal("", out)
+    assert.is_nil(err:find("traceback", 1, true), err)
+    assert.equal(1, #lines(err))
+  end)
+
   it("runs from any directory, with the modules of its checkout", function()
     local rc, out = sh("sh -c " .. quote("cd / && " .. LUA .. " " .. quote(ROOT .. "/bin/rctasks") .. " --version"))
     assert.equal(0, rc)

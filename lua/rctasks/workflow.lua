@@ -79,8 +79,9 @@ function ResourceWatch:probe(exec, deadline) return exec:call("GET", self.path, 
 
 function ResourceWatch:see(v, prev)
   if not self.ready then self.done, self.value = true, v; return end
-  local status = type(v) == "table" and v.status or nil
-  if type(v) ~= "table" or (status == nil and self.lenient) then
+  local object = type(v) == "table" and v[1] == nil -- a decoded JSON object has no integer keys
+  local status = object and v.status or nil
+  if not object or (status == nil and self.lenient) then
     if self.lenient then self.done, self.value = true, v; return end
     self.done, self.err = true, errors.new("decode", { resource = v, url = self.exec.base_url .. self.path,
       message = "resource " .. self.path .. " is not a JSON object" })
