@@ -5,6 +5,7 @@
 -- exec.redact(s) is the one redactor of a client's keys; exec:seal(err) applies it to an error.
 local core = require "rctasks.core"
 local errors = require "rctasks.errors"
+local task_mt = require("rctasks.task").mt
 
 local M = {}
 
@@ -84,7 +85,6 @@ end
 -- Wait for the limiter's go, never past the deadline. Returns nil, or a timeout error.
 function Executor:budget(req, deadline)
   local limiter = self.limiter
-  if not limiter then return nil end
   local hold = limiter:acquire(self.now())
   while hold > 0 do
     if deadline and self.now() + hold > deadline then
@@ -97,8 +97,9 @@ function Executor:budget(req, deadline)
 end
 
 -- call(method, path, body, decode, policy, deadline) -> value | nil, err.
--- body: a JSON string or nil. decode(body) -> value | nil, message (a core decoder, or one of the
--- workflow's). policy: the retry policy (rctasks.retry). deadline: on self.now()'s clock, or nil.
+-- body: a JSON string or nil. decode(body, task_mt) -> value | nil, message: a core decoder
+-- (tasks get task_mt), or one of the workflow's. policy: the retry policy (rctasks.retry).
+-- deadline: on self.now()'s clock, or nil.
 function Executor:call(method, path, body, decode, policy, deadline)
   local h = headers_of[self] -- the client refuses calls once closed, so this is never nil here
   if body ~= nil then
@@ -110,7 +111,7 @@ function Executor:call(method, path, body, decode, policy, deadline)
   local n = 0
   while true do
     n = n + 1
-    local err = self:budget(req, deadline)
+    local err = self.limiter and self:budget(req, deadline)
     if err then return nil, err end
     if deadline then
       local left = deadline - self.now()
@@ -128,7 +129,7 @@ function Executor:call(method, path, body, decode, policy, deadline)
         if r then self.limiter:remaining(r, self.now()) end
       end
       if res.status >= 200 and res.status <= 299 then
-        local v, msg = decode(res.body)
+        local v, msg = decode(res.body, task_mt)
         if v ~= nil then return v end
         return nil, self:seal(errors.decode(msg, res, req))
       end

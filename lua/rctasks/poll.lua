@@ -17,8 +17,7 @@ local M = {}
 
 local ONCE = retry.ONCE
 
-local function decode_task(body) return core.decode_task(body, taskmod.mt) end
-local function decode_tasks(body) return core.decode_tasks(body, taskmod.mt) end
+local decode_task, decode_tasks = core.decode_task, core.decode_tasks -- (body, task_mt) from the executor
 
 -- GET /tasks/{id} -> task | nil, err (err.task_id set).
 function M.get_task(exec, policy, id, deadline)

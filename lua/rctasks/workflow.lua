@@ -24,7 +24,7 @@ local function decode_any(body)
   return core.decode(body)
 end
 
-local function decode_task(body) return core.decode_task(body, taskmod.mt) end
+local decode_task = core.decode_task
 
 function M.request(exec, policy, method, path, body)
   return exec:call(method, path, body, decode_any, policy)
