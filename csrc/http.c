@@ -3,7 +3,8 @@
  * One client owns one reused easy handle (keep-alive across requests) and the two buffers its
  * callbacks fill. The callbacks only append bytes; they never call Lua, so no Lua error can
  * longjmp through libcurl. Every Lua error of h:request is raised before the per-request header
- * list exists or after it is freed. Failures of the transfer itself return nil, code, message. */
+ * list exists or after it is freed. Failures of the transfer itself return nil, code, message,
+ * sent: sent is false only when the request surely never left this process. */
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,6 +33,14 @@
 #define HTTP_USE_CURLU 1
 #else
 #define HTTP_USE_CURLU 0
+#endif
+
+/* CURLOPT_PREREQFUNCTION (7.80 and later) tells when a connection is ready and a request is about
+ * to go out on it; without it a failure is only known unsent when the name did not resolve. */
+#if LIBCURL_VERSION_NUM >= 0x075000
+#define HTTP_HAVE_PREREQ 1
+#else
+#define HTTP_HAVE_PREREQ 0
 #endif
 
 /* ===== Buffers ===== */
@@ -84,6 +93,7 @@ typedef struct {
     struct curl_slist *hlist;     /* built from prev_lines, set on the handle */
     int hlist_set;                /* hlist (possibly NULL) is what the handle holds */
     long set_timeout_ms;          /* CURLOPT_TIMEOUT_MS on the handle, -1 unknown */
+    long set_fresh;               /* CURLOPT_FRESH_CONNECT on the handle, -1 unknown */
     int plain_get;                /* the handle is set for a bodiless GET */
 #if HTTP_USE_CURLU
     CURLU *url;                   /* parsed form of url_text */
@@ -91,6 +101,7 @@ typedef struct {
 #endif
     int body_over, head_over, oom; /* set by callbacks, read after perform */
     int head_lines;               /* header lines of the last block: the Lua map's size */
+    int prereqs;                  /* connections made ready for this request (PREREQFUNCTION calls) */
     lua_Integer requests, connects;
     char errbuf[CURL_ERROR_SIZE];
 } rc_http;
@@ -128,6 +139,32 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     else
         h->oom = 1;
     return 0;
+}
+
+#if HTTP_HAVE_PREREQ
+/* Called each time a connection is ready for this request, just before it is sent: only counts. */
+static int on_prereq(void *ud, char *remote_ip, char *local_ip, int remote_port, int local_port)
+{
+    (void)remote_ip;
+    (void)local_ip;
+    (void)remote_port;
+    (void)local_port;
+    ((rc_http *)ud)->prereqs++;
+    return CURL_PREREQFUNC_OK;
+}
+#endif
+
+/* May the failed request have reached the server? "No" only when no connection was ever ready
+ * for it: a hidden resend's failed connect must not hide the first send. */
+static int may_have_sent(const rc_http *h, CURLcode rc)
+{
+#if HTTP_HAVE_PREREQ
+    (void)rc;
+    return h->prereqs > 0;
+#else
+    (void)h;
+    return rc != CURLE_COULDNT_RESOLVE_HOST && rc != CURLE_COULDNT_RESOLVE_PROXY;
+#endif
 }
 
 /* Keep the body buffer's capacity for the next request, unless a rare huge body grew it. */
@@ -201,16 +238,17 @@ static const char *curle_name(CURLcode c)
 }
 #undef NAME
 
-/* Push nil, code, message: the one failure tuple of this file. */
-static int push_failure(lua_State *L, const char *code, const char *msg)
+/* Push nil, code, message, sent: the one failure tuple of this file. */
+static int push_failure(lua_State *L, const char *code, const char *msg, int sent)
 {
     lua_pushnil(L);
     lua_pushstring(L, code);
     lua_pushstring(L, msg);
-    return 3;
+    lua_pushboolean(L, sent);
+    return 4;
 }
 
-static int push_curl_failure(lua_State *L, rc_http *h, CURLcode rc)
+static int push_curl_failure(lua_State *L, rc_http *h, CURLcode rc, int sent)
 {
     char num[32];
     const char *name = curle_name(rc);
@@ -219,7 +257,7 @@ static int push_curl_failure(lua_State *L, rc_http *h, CURLcode rc)
         name = num;
     }
     /* errbuf holds curl's own text about the connection, never a request header. */
-    return push_failure(L, name, h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc));
+    return push_failure(L, name, h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc), sent);
 }
 
 /* ===== Options ===== */
@@ -344,6 +382,10 @@ static CURLcode setup_handle(rc_http *h, const http_opts *o)
     SET(CURLOPT_WRITEDATA, (void *)h);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, (void *)h);
+#if HTTP_HAVE_PREREQ
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_PREREQDATA, (void *)h);
+#endif
 #if HTTP_USE_CURLU
     SET(CURLOPT_CURLU, h->url);
 #endif
@@ -351,7 +393,7 @@ static CURLcode setup_handle(rc_http *h, const http_opts *o)
     return rc;
 }
 
-/* core.http{...} -> client | nil, code, message (when libcurl cannot start). */
+/* core.http{...} -> client | nil, code, message, false (when libcurl cannot start). */
 static int http_new(lua_State *L)
 {
     http_opts o;
@@ -360,7 +402,7 @@ static int http_new(lua_State *L)
     read_opts(L, &o);
     if (!curl_ready) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-            return push_failure(L, "CURLE_FAILED_INIT", "curl_global_init failed");
+            return push_failure(L, "CURLE_FAILED_INIT", "curl_global_init failed", 0);
         curl_ready = 1;
     }
     h = lua_newuserdata(L, sizeof *h);
@@ -370,20 +412,21 @@ static int http_new(lua_State *L)
     h->timeout_ms = o.timeout_ms;
     h->max_body = o.max_body;
     h->set_timeout_ms = -1;
+    h->set_fresh = -1;
     h->curl = curl_easy_init();
 #if HTTP_USE_CURLU
     h->url = curl_url();
     if (h->url == NULL) {
         http_release(h);
-        return push_failure(L, "ENOMEM", "out of memory");
+        return push_failure(L, "ENOMEM", "out of memory", 0);
     }
 #endif
     if (h->curl == NULL)
-        return push_failure(L, "ENOMEM", "out of memory");
+        return push_failure(L, "ENOMEM", "out of memory", 0);
     rc = setup_handle(h, &o);
     if (rc != CURLE_OK) {
-        int n = rc == CURLE_OUT_OF_MEMORY ? push_failure(L, "ENOMEM", "out of memory")
-                                          : push_curl_failure(L, h, rc);
+        int n = rc == CURLE_OUT_OF_MEMORY ? push_failure(L, "ENOMEM", "out of memory", 0)
+                                          : push_curl_failure(L, h, rc, 0);
         http_release(h);
         return n;
     }
@@ -606,15 +649,24 @@ static CURLcode set_url(rc_http *h, const char *url, size_t ulen)
 #endif
 }
 
+/* RFC 9110 section 9.2.2: a request the server may safely receive twice. libcurl silently resends
+ * a request whose reused connection drops before any answer; any other method gets a fresh
+ * connection, on which libcurl never resends. */
+static int is_idempotent(const char *m)
+{
+    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "PUT") == 0 ||
+           strcmp(m, "DELETE") == 0 || strcmp(m, "OPTIONS") == 0;
+}
+
 /* h:request(method, url, headers|nil, body|nil, timeout|nil)
- *   -> status, headers, body | nil, code, message */
+ *   -> status, headers, body | nil, code, message, sent */
 static int http_request(lua_State *L)
 {
     rc_http *h = check_open(L);
     size_t mlen, ulen, blen = 0;
     const char *method, *url, *body = NULL;
-    int htab = 0;
-    long timeout_ms = h->timeout_ms, status = 0, conns = 0;
+    int htab = 0, sent = 0;
+    long timeout_ms = h->timeout_ms, status = 0, conns = 0, fresh;
     CURLcode rc;
 
     /* Strings only: a number coerced to a method or URL is a caller's bug, not a request. */
@@ -639,25 +691,31 @@ static int http_request(lua_State *L)
     lua_settop(L, 6);
     /* Raises on a bad map; its scratch buffer is the client's, so nothing leaks. */
     if (!collect_headers(L, h, htab, body != NULL))
-        return push_failure(L, "ENOMEM", "out of memory");
+        return push_failure(L, "ENOMEM", "out of memory", 0);
 
     /* From here on nothing raises. Options that did not change since the last request stay set. */
     h->body.len = h->head.len = 0;
-    h->body_over = h->head_over = h->oom = h->head_lines = 0;
+    h->body_over = h->head_over = h->oom = h->head_lines = h->prereqs = 0;
     h->errbuf[0] = '\0';
     if (!apply_headers(h))
-        return push_failure(L, "ENOMEM", "out of memory");
+        return push_failure(L, "ENOMEM", "out of memory", 0);
     rc = set_url(h, url, ulen);
     if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
-        return push_failure(L, curle_name(rc), h->errbuf);
+        return push_failure(L, curle_name(rc), h->errbuf, 0);
     if (rc == CURLE_OK)
         rc = set_method(h, method, body, blen);
     if (rc == CURLE_OK && timeout_ms != h->set_timeout_ms) {
         rc = curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, timeout_ms);
         h->set_timeout_ms = rc == CURLE_OK ? timeout_ms : -1;
     }
+    fresh = is_idempotent(method) ? 0L : 1L;
+    if (rc == CURLE_OK && fresh != h->set_fresh) {
+        rc = curl_easy_setopt(h->curl, CURLOPT_FRESH_CONNECT, fresh);
+        h->set_fresh = rc == CURLE_OK ? fresh : -1;
+    }
     if (rc == CURLE_OK) {
         rc = curl_easy_perform(h->curl);
+        sent = rc != CURLE_OK && may_have_sent(h, rc);
         h->requests++;
         if (curl_easy_getinfo(h->curl, CURLINFO_NUM_CONNECTS, &conns) == CURLE_OK)
             h->connects += conns;
@@ -669,20 +727,20 @@ static int http_request(lua_State *L)
         trim_body(h); /* a failed transfer's partial body is never needed */
 
     if (h->oom || rc == CURLE_OUT_OF_MEMORY)
-        return push_failure(L, "ENOMEM", "out of memory");
+        return push_failure(L, "ENOMEM", "out of memory", sent || h->oom);
     if (h->body_over || rc == CURLE_FILESIZE_EXCEEDED) {
         char msg[96];
         snprintf(msg, sizeof msg, "response body larger than %lu bytes", (unsigned long)h->max_body);
-        return push_failure(L, "CURLE_FILESIZE_EXCEEDED", msg);
+        return push_failure(L, "CURLE_FILESIZE_EXCEEDED", msg, 1);
     }
     if (h->head_over) {
         char msg[96];
         snprintf(msg, sizeof msg, "response headers larger than %lu bytes",
                  (unsigned long)HTTP_MAX_HEADER_BYTES);
-        return push_failure(L, "CURLE_FILESIZE_EXCEEDED", msg);
+        return push_failure(L, "CURLE_FILESIZE_EXCEEDED", msg, 1);
     }
     if (rc != CURLE_OK)
-        return push_curl_failure(L, h, rc);
+        return push_curl_failure(L, h, rc, sent);
 
     lua_pushinteger(L, (lua_Integer)status);
     push_headers(L, h->head.data, h->head.len, h->head_lines);

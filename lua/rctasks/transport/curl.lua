@@ -8,12 +8,12 @@ local errors = require "rctasks.errors"
 local M = {}
 M.__index = M
 
--- Failures worth another try; those marked unsent never reached the server, so even a POST
--- may be resent.
+-- Failures worth another try. Whether one may have reached the server is the C core's call
+-- (`sent`), never the code's: a hidden resend's failed connect follows a request that did go out.
 local TRANSIENT = {
-  CURLE_COULDNT_CONNECT = "unsent", CURLE_COULDNT_RESOLVE_HOST = "unsent",
+  CURLE_COULDNT_CONNECT = true, CURLE_COULDNT_RESOLVE_HOST = true,
   CURLE_OPERATION_TIMEDOUT = true, CURLE_GOT_NOTHING = true, CURLE_SEND_ERROR = true,
-  CURLE_RECV_ERROR = true, CURLE_PARTIAL_FILE = true, CURLE_SSL_CONNECT_ERROR = "unsent",
+  CURLE_RECV_ERROR = true, CURLE_PARTIAL_FILE = true, CURLE_SSL_CONNECT_ERROR = true,
   CURLE_HTTP2 = true, CURLE_HTTP2_STREAM = true,
 }
 
@@ -32,12 +32,12 @@ function M.new(opts)
 end
 
 function M:request(req)
-  local status, headers, body = self.handle:request(req.method, req.url, req.headers, req.body, req.timeout)
+  local status, headers, body, sent = self.handle:request(req.method, req.url, req.headers, req.body, req.timeout)
   if status then return { status = status, headers = headers, body = body } end
+  -- Only an explicit false is unsent: anything else may have reached the server.
   local code, message = headers, body
-  local t = TRANSIENT[code]
-  return nil, errors.new("transport", { code = code, message = message, retryable = t ~= nil,
-    unsent = t == "unsent" })
+  return nil, errors.new("transport", { code = code, message = message, retryable = TRANSIENT[code] == true,
+    unsent = sent == false })
 end
 
 function M:stats() return self.handle:stats() end
