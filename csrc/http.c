@@ -17,10 +17,6 @@
 #include "rctasks.h"
 
 #define HTTP_MT "rctasks.http"
-#define HTTP_DEFAULT_TIMEOUT 30.0
-#define HTTP_DEFAULT_CONNECT_TIMEOUT 10.0
-#define HTTP_DEFAULT_MAX_BODY ((size_t)8 << 20)
-#define HTTP_MAX_HEADER_BYTES ((size_t)64 << 10)
 #define HTTP_KEEP_BODY_CAP ((size_t)1 << 20) /* above this a body buffer is freed after use */
 #define HTTP_MAX_METHOD 32
 #define HTTP_MAX_TIMEOUT_MS 2147483647.0     /* curl takes a long; cap at 2^31-1 ms (~24 days) */
@@ -86,7 +82,7 @@ static void buf_free(rc_buf *b)
 typedef struct {
     CURL *curl;                   /* NULL once closed */
     long timeout_ms;
-    size_t max_body;
+    size_t max_body, max_header;  /* caps of the response body and of one header block */
     rc_buf body, head;
     /* Per-request state kept while it does not change (the common case: the same GET again). */
     rc_buf lines, prev_lines;     /* request header lines "name: value\0"..., this one and the cached */
@@ -129,7 +125,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
         h->head.len = 0;
         h->head_lines = 0;
     }
-    r = buf_append(&h->head, p, len, HTTP_MAX_HEADER_BYTES);
+    r = buf_append(&h->head, p, len, h->max_header);
     if (r == 1) {
         h->head_lines++;
         return len;
@@ -276,49 +272,50 @@ static long seconds_to_ms(lua_State *L, lua_Number s, const char *what)
 
 typedef struct {
     long timeout_ms, connect_timeout_ms;
-    size_t max_body;
+    size_t max_body, max_header;
     const char *ca_file, *user_agent;
 } http_opts;
 
 static const char *const option_names[] = {
-    "timeout", "connect_timeout", "ca_file", "max_body", "user_agent", NULL
+    "timeout", "connect_timeout", "max_body", "max_header", "ca_file", "user_agent", NULL
 };
 
+/* A required number: the defaults live in lua/rctasks/defaults.lua, never here. */
 static lua_Number opt_number(lua_State *L, int t, const char *k)
 {
     lua_getfield(L, t, k);
+    if (lua_isnil(L, -1))
+        luaL_error(L, "rctasks.http: option '%s' is missing", k);
     if (lua_type(L, -1) != LUA_TNUMBER)
         luaL_error(L, "rctasks.http: option '%s' must be a number", k);
     return lua_tonumber(L, -1);
 }
 
+/* A required byte count: a whole number from 1 to 2^53 (beyond that a double is no longer exact). */
+static size_t opt_size(lua_State *L, int t, const char *k)
+{
+    lua_Number n = opt_number(L, t, k);
+    if (!(n >= 1 && n <= 9007199254740992.0 && (lua_Number)(size_t)n == n))
+        luaL_error(L, "rctasks.http: option '%s' must be a positive integer", k);
+    return (size_t)n;
+}
+
 static const char *opt_string(lua_State *L, int t, const char *k)
 {
     lua_getfield(L, t, k);
+    if (lua_isnil(L, -1))
+        return NULL;
     if (lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "rctasks.http: option '%s' must be a string", k);
     return lua_tostring(L, -1); /* stays valid: the table holds the string */
 }
 
-static int has_field(lua_State *L, int t, const char *k)
-{
-    int present;
-    lua_getfield(L, t, k);
-    present = !lua_isnil(L, -1);
-    lua_pop(L, 1);
-    return present;
-}
-
-/* Read and check the options table at index 1 (or nil): raises on an unknown key or a wrong type. */
+/* Read and check the options table at index 1: raises on an unknown key, a wrong type or a
+ * missing number. */
 static void read_opts(lua_State *L, http_opts *o)
 {
-    o->timeout_ms = seconds_to_ms(L, HTTP_DEFAULT_TIMEOUT, "timeout");
-    o->connect_timeout_ms = seconds_to_ms(L, HTTP_DEFAULT_CONNECT_TIMEOUT, "connect_timeout");
-    o->max_body = HTTP_DEFAULT_MAX_BODY;
-    o->ca_file = o->user_agent = NULL;
-    if (lua_isnoneornil(L, 1))
-        return;
     luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
     lua_pushnil(L);
     while (lua_next(L, 1) != 0) {
         int i, known = 0;
@@ -330,21 +327,12 @@ static void read_opts(lua_State *L, http_opts *o)
         if (!known)
             luaL_error(L, "rctasks.http: unknown option '%s'", lua_tostring(L, -1));
     }
-    if (has_field(L, 1, "timeout"))
-        o->timeout_ms = seconds_to_ms(L, opt_number(L, 1, "timeout"), "timeout");
-    if (has_field(L, 1, "connect_timeout"))
-        o->connect_timeout_ms =
-            seconds_to_ms(L, opt_number(L, 1, "connect_timeout"), "connect_timeout");
-    if (has_field(L, 1, "max_body")) {
-        lua_Number n = opt_number(L, 1, "max_body");
-        if (!(n >= 1 && n <= 9007199254740992.0 && (lua_Number)(size_t)n == n))
-            luaL_error(L, "rctasks.http: option 'max_body' must be a positive integer");
-        o->max_body = (size_t)n;
-    }
-    if (has_field(L, 1, "ca_file"))
-        o->ca_file = opt_string(L, 1, "ca_file");
-    if (has_field(L, 1, "user_agent"))
-        o->user_agent = opt_string(L, 1, "user_agent");
+    o->timeout_ms = seconds_to_ms(L, opt_number(L, 1, "timeout"), "timeout");
+    o->connect_timeout_ms = seconds_to_ms(L, opt_number(L, 1, "connect_timeout"), "connect_timeout");
+    o->max_body = opt_size(L, 1, "max_body");
+    o->max_header = opt_size(L, 1, "max_header");
+    o->ca_file = opt_string(L, 1, "ca_file");
+    o->user_agent = opt_string(L, 1, "user_agent");
 }
 
 /* ===== Constructor ===== */
@@ -411,6 +399,7 @@ static int http_new(lua_State *L)
     lua_setmetatable(L, -2);
     h->timeout_ms = o.timeout_ms;
     h->max_body = o.max_body;
+    h->max_header = o.max_header;
     h->set_timeout_ms = -1;
     h->set_fresh = -1;
     h->curl = curl_easy_init();
@@ -736,7 +725,7 @@ static int http_request(lua_State *L)
     if (h->head_over) {
         char msg[96];
         snprintf(msg, sizeof msg, "response headers larger than %lu bytes",
-                 (unsigned long)HTTP_MAX_HEADER_BYTES);
+                 (unsigned long)h->max_header);
         return push_failure(L, "CURLE_FILESIZE_EXCEEDED", msg, 1);
     }
     if (rc != CURLE_OK)

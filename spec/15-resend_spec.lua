@@ -124,8 +124,7 @@ describe("a POST is never sent twice", function()
   end)
 
   it("core.http says whether a failed request may have left: false only when it surely did not", function()
-    local d = require("rctasks.defaults").request
-    local h = assert(core.http{ timeout = 5, connect_timeout = d.connect_timeout, max_body = d.max_body })
+    local h = assert(core.http(require("rctasks.transport.curl").options{ timeout = 5 }))
     local ok, code, _, sent = h:request("POST", "http://127.0.0.1:" .. sys.free_port() .. "/x", nil, "{}")
     assert.is_nil(ok)
     assert.equal("CURLE_COULDNT_CONNECT", code)

@@ -17,16 +17,21 @@ local TRANSIENT = {
   CURLE_HTTP2 = true, CURLE_HTTP2_STREAM = true,
 }
 
--- curl.new{timeout=, connect_timeout=, ca_file=, max_body=}: what is not given comes
--- from rctasks.defaults (the C core has no defaults of its own).
-function M.new(opts)
-  opts = opts or {}
-  local d = defaults.request
-  local cfg = { ca_file = opts.ca_file }
-  for _, k in ipairs({ "timeout", "connect_timeout", "max_body" }) do
-    if opts[k] ~= nil then cfg[k] = opts[k] else cfg[k] = d[k] end
+-- The options of core.http, which has no defaults of its own: opts over rctasks.defaults.request.
+-- Other keys of opts pass through for the C core to check.
+local CORE_NUMBERS = { "timeout", "connect_timeout", "max_body", "max_header" }
+function M.options(opts)
+  local cfg = {}
+  for k, v in pairs(opts or {}) do cfg[k] = v end
+  for _, k in ipairs(CORE_NUMBERS) do
+    if cfg[k] == nil then cfg[k] = defaults.request[k] end
   end
-  local handle, _, msg = core.http(cfg)
+  return cfg
+end
+
+-- curl.new{timeout=, connect_timeout=, ca_file=, max_body=, max_header=}
+function M.new(opts)
+  local handle, _, msg = core.http(M.options(opts))
   if not handle then error("rctasks: libcurl could not start: " .. tostring(msg), 3) end
   return setmetatable({ handle = handle, agent = "libcurl/" .. core.curl_version }, M)
 end
