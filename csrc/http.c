@@ -90,6 +90,8 @@ typedef struct {
     int hlist_set;                /* hlist (possibly NULL) is what the handle holds */
     long set_timeout_ms;          /* CURLOPT_TIMEOUT_MS on the handle, -1 unknown */
     long set_fresh;               /* CURLOPT_FRESH_CONNECT on the handle, -1 unknown */
+    long set_noproxy;             /* CURLOPT_PROXY is "" (1) or unset (0: the environment), -1 unknown */
+    int url_plain;                /* the URL set is not https: it never goes through a proxy */
     int plain_get;                /* the handle is set for a bodiless GET */
 #if HTTP_USE_CURLU
     CURLU *url;                   /* parsed form of url_text */
@@ -401,7 +403,7 @@ static int http_new(lua_State *L)
     h->max_body = o.max_body;
     h->max_header = o.max_header;
     h->set_timeout_ms = -1;
-    h->set_fresh = -1;
+    h->set_fresh = h->set_noproxy = -1;
     h->curl = curl_easy_init();
 #if HTTP_USE_CURLU
     h->url = curl_url();
@@ -606,9 +608,23 @@ static void push_headers(lua_State *L, const char *p, size_t n, int lines)
     }
 }
 
-/* Point the handle at url. With CURLU the parse is done once per distinct URL and kept; a
- * malformed URL leaves curl's words in h->errbuf and returns CURLE_URL_MALFORMAT (or
- * CURLE_UNSUPPORTED_PROTOCOL), as the transfer itself would have. */
+#if HTTP_USE_CURLU
+/* Is the parsed URL's scheme anything but https? Out of memory answers yes: no proxy is the side
+ * on which no key travels in clear. */
+static int parsed_plain(CURLU *u)
+{
+    char *scheme = NULL;
+    int plain = 1;
+    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK && scheme != NULL)
+        plain = strcasecmp(scheme, "https") != 0;
+    curl_free(scheme);
+    return plain;
+}
+#endif
+
+/* Point the handle at url and note whether it is https. With CURLU the parse is done once per
+ * distinct URL and kept; a malformed URL leaves curl's words in h->errbuf and returns
+ * CURLE_URL_MALFORMAT (or CURLE_UNSUPPORTED_PROTOCOL), as the transfer itself would have. */
 static CURLcode set_url(rc_http *h, const char *url, size_t ulen)
 {
 #if HTTP_USE_CURLU
@@ -620,6 +636,7 @@ static CURLcode set_url(rc_http *h, const char *url, size_t ulen)
     /* The flags libcurl itself parses CURLOPT_URL with. */
     uc = curl_url_set(h->url, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME);
     if (uc == CURLUE_OK) {
+        h->url_plain = parsed_plain(h->url);
         if (ulen + 1 <= HTTP_MAX_CACHED_URL && buf_append(&h->url_text, url, ulen + 1, HTTP_MAX_CACHED_URL) != 1)
             h->url_text.len = 0;
         return CURLE_OK;
@@ -633,9 +650,33 @@ static CURLcode set_url(rc_http *h, const char *url, size_t ulen)
 #endif
     return uc == CURLUE_UNSUPPORTED_SCHEME ? CURLE_UNSUPPORTED_PROTOCOL : CURLE_URL_MALFORMAT;
 #else
-    (void)ulen;
+    h->url_plain = !(ulen >= 8 && strncasecmp(url, "https://", 8) == 0);
     return curl_easy_setopt(h->curl, CURLOPT_URL, url);
 #endif
+}
+
+/* Set a long option only when it differs from what the handle holds (*held; -1: unknown). */
+static CURLcode set_long(CURL *c, CURLoption opt, long v, long *held)
+{
+    CURLcode rc;
+    if (v == *held)
+        return CURLE_OK;
+    rc = curl_easy_setopt(c, opt, v);
+    *held = rc == CURLE_OK ? v : -1;
+    return rc;
+}
+
+/* A proxy (from http_proxy, ALL_PROXY, ...) would read an http:// request, API keys included, in
+ * clear: only https goes through one, as a CONNECT tunnel with TLS verified end to end. */
+static CURLcode set_proxy(rc_http *h)
+{
+    CURLcode rc;
+    long noproxy = h->url_plain ? 1L : 0L;
+    if (noproxy == h->set_noproxy)
+        return CURLE_OK;
+    rc = curl_easy_setopt(h->curl, CURLOPT_PROXY, noproxy ? "" : (char *)NULL);
+    h->set_noproxy = rc == CURLE_OK ? noproxy : -1;
+    return rc;
 }
 
 /* RFC 9110 section 9.2.2: a request the server may safely receive twice. libcurl silently resends
@@ -655,7 +696,7 @@ static int http_request(lua_State *L)
     size_t mlen, ulen, blen = 0;
     const char *method, *url, *body = NULL;
     int htab = 0, sent = 0;
-    long timeout_ms = h->timeout_ms, status = 0, conns = 0, fresh;
+    long timeout_ms = h->timeout_ms, status = 0, conns = 0;
     CURLcode rc;
 
     /* Strings only: a number coerced to a method or URL is a caller's bug, not a request. */
@@ -693,15 +734,12 @@ static int http_request(lua_State *L)
         return push_failure(L, curle_name(rc), h->errbuf, 0);
     if (rc == CURLE_OK)
         rc = set_method(h, method, body, blen);
-    if (rc == CURLE_OK && timeout_ms != h->set_timeout_ms) {
-        rc = curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-        h->set_timeout_ms = rc == CURLE_OK ? timeout_ms : -1;
-    }
-    fresh = is_idempotent(method) ? 0L : 1L;
-    if (rc == CURLE_OK && fresh != h->set_fresh) {
-        rc = curl_easy_setopt(h->curl, CURLOPT_FRESH_CONNECT, fresh);
-        h->set_fresh = rc == CURLE_OK ? fresh : -1;
-    }
+    if (rc == CURLE_OK)
+        rc = set_long(h->curl, CURLOPT_TIMEOUT_MS, timeout_ms, &h->set_timeout_ms);
+    if (rc == CURLE_OK)
+        rc = set_long(h->curl, CURLOPT_FRESH_CONNECT, is_idempotent(method) ? 0L : 1L, &h->set_fresh);
+    if (rc == CURLE_OK)
+        rc = set_proxy(h);
     if (rc == CURLE_OK) {
         rc = curl_easy_perform(h->curl);
         sent = rc != CURLE_OK && may_have_sent(h, rc);
