@@ -39,6 +39,12 @@
 #define HTTP_HAVE_PREREQ 0
 #endif
 
+enum { SCHEME_OTHER, SCHEME_HTTP, SCHEME_HTTPS };
+
+/* Where on_header is in the response: a status line is due, or the lines of an interim (1xx)
+ * block, of the final block, or after it (trailers, or a whole new response libcurl asked for). */
+enum { HEAD_STATUS, HEAD_INTERIM, HEAD_FINAL, HEAD_AFTER };
+
 /* ===== Buffers ===== */
 
 typedef struct {
@@ -91,13 +97,14 @@ typedef struct {
     long set_timeout_ms;          /* CURLOPT_TIMEOUT_MS on the handle, -1 unknown */
     long set_fresh;               /* CURLOPT_FRESH_CONNECT on the handle, -1 unknown */
     long set_noproxy;             /* CURLOPT_PROXY is "" (1) or unset (0: the environment), -1 unknown */
-    int url_plain;                /* the URL set is not https: it never goes through a proxy */
+    int scheme;                   /* of the URL set: SCHEME_HTTPS alone may use a proxy */
     int plain_get;                /* the handle is set for a bodiless GET */
 #if HTTP_USE_CURLU
     CURLU *url;                   /* parsed form of url_text */
     rc_buf url_text;              /* empty: nothing valid cached */
 #endif
-    int body_over, head_over, oom; /* set by callbacks, read after perform */
+    int body_over, head_over, oom, bad_status; /* set by callbacks, read after perform */
+    int head_state;               /* HEAD_*: what on_header expects next */
     int head_lines;               /* header lines of the last block: the Lua map's size */
     int prereqs;                  /* connections made ready for this request (PREREQFUNCTION calls) */
     lua_Integer requests, connects;
@@ -117,15 +124,44 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
 }
 
+/* The status code of a status line "HTTP/<digit>[.<digit>] <3 digits>" followed by a space, CR or
+ * LF, or -1. Stricter than libcurl 7.88, which reads "HTTP/1.1 200x" as a 200. */
+static int status_code(const char *p, size_t n)
+{
+    size_t i = 6;
+    if (n < 6 || memcmp(p, "HTTP/", 5) != 0 || !IS_DIGIT(p[5]))
+        return -1;
+    if (i < n && p[i] == '.') {
+        if (i + 1 >= n || !IS_DIGIT(p[i + 1]))
+            return -1;
+        i += 2;
+    }
+    if (n - i < 5 || p[i] != ' ' || !IS_DIGIT(p[i + 1]) || !IS_DIGIT(p[i + 2]) || !IS_DIGIT(p[i + 3]))
+        return -1;
+    if (p[i + 4] != ' ' && p[i + 4] != '\r' && p[i + 4] != '\n')
+        return -1;
+    return (p[i + 1] - '0') * 100 + (p[i + 2] - '0') * 10 + (p[i + 3] - '0');
+}
+
+/* libcurl hands over one whole line per call. Each header block starts with a status line that
+ * must be well formed; the map keeps only the last block (after 1xx interim answers). */
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     rc_http *h = ud;
     size_t len = size * n;
-    int r;
-    /* A new status line starts a new header block (1xx interim responses, proxies). */
-    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+    int r, blank = (len == 2 && p[0] == '\r' && p[1] == '\n') || (len == 1 && p[0] == '\n');
+    /* After the final block, a line with a field name (no '/' in one) is a trailer. */
+    if (h->head_state == HEAD_STATUS || (h->head_state == HEAD_AFTER && len >= 5 && memcmp(p, "HTTP/", 5) == 0)) {
+        int code = status_code(p, len);
+        if (code < 0) {
+            h->bad_status = 1;
+            return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+        }
         h->head.len = 0;
         h->head_lines = 0;
+        h->head_state = code >= 100 && code <= 199 ? HEAD_INTERIM : HEAD_FINAL;
+    } else if (blank) {
+        h->head_state = h->head_state == HEAD_INTERIM ? HEAD_STATUS : HEAD_AFTER;
     }
     r = buf_append(&h->head, p, len, h->max_header);
     if (r == 1) {
@@ -372,6 +408,9 @@ static CURLcode setup_handle(rc_http *h, const http_opts *o)
     SET(CURLOPT_WRITEDATA, (void *)h);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, (void *)h);
+#if LIBCURL_VERSION_NUM >= 0x073600
+    SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L); /* a proxy's CONNECT answer is not the response */
+#endif
 #if HTTP_HAVE_PREREQ
     SET(CURLOPT_PREREQFUNCTION, on_prereq);
     SET(CURLOPT_PREREQDATA, (void *)h);
@@ -609,16 +648,17 @@ static void push_headers(lua_State *L, const char *p, size_t n, int lines)
 }
 
 #if HTTP_USE_CURLU
-/* Is the parsed URL's scheme anything but https? Out of memory answers yes: no proxy is the side
- * on which no key travels in clear. */
-static int parsed_plain(CURLU *u)
+/* The parsed URL's SCHEME_*. Out of memory answers SCHEME_OTHER: no proxy is the side on which
+ * no key travels in clear. */
+static int parsed_scheme(CURLU *u)
 {
-    char *scheme = NULL;
-    int plain = 1;
-    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK && scheme != NULL)
-        plain = strcasecmp(scheme, "https") != 0;
-    curl_free(scheme);
-    return plain;
+    char *name = NULL;
+    int scheme = SCHEME_OTHER;
+    if (curl_url_get(u, CURLUPART_SCHEME, &name, 0) == CURLUE_OK && name != NULL)
+        scheme = strcasecmp(name, "https") == 0 ? SCHEME_HTTPS
+               : strcasecmp(name, "http") == 0 ? SCHEME_HTTP : SCHEME_OTHER;
+    curl_free(name);
+    return scheme;
 }
 #endif
 
@@ -636,7 +676,7 @@ static CURLcode set_url(rc_http *h, const char *url, size_t ulen)
     /* The flags libcurl itself parses CURLOPT_URL with. */
     uc = curl_url_set(h->url, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME);
     if (uc == CURLUE_OK) {
-        h->url_plain = parsed_plain(h->url);
+        h->scheme = parsed_scheme(h->url);
         if (ulen + 1 <= HTTP_MAX_CACHED_URL && buf_append(&h->url_text, url, ulen + 1, HTTP_MAX_CACHED_URL) != 1)
             h->url_text.len = 0;
         return CURLE_OK;
@@ -650,7 +690,10 @@ static CURLcode set_url(rc_http *h, const char *url, size_t ulen)
 #endif
     return uc == CURLUE_UNSUPPORTED_SCHEME ? CURLE_UNSUPPORTED_PROTOCOL : CURLE_URL_MALFORMAT;
 #else
-    h->url_plain = !(ulen >= 8 && strncasecmp(url, "https://", 8) == 0);
+    /* No "://": libcurl guesses http for every host name a request can use here. */
+    h->scheme = ulen >= 8 && strncasecmp(url, "https://", 8) == 0 ? SCHEME_HTTPS
+              : (ulen >= 7 && strncasecmp(url, "http://", 7) == 0) || strstr(url, "://") == NULL ? SCHEME_HTTP
+              : SCHEME_OTHER;
     return curl_easy_setopt(h->curl, CURLOPT_URL, url);
 #endif
 }
@@ -671,7 +714,7 @@ static CURLcode set_long(CURL *c, CURLoption opt, long v, long *held)
 static CURLcode set_proxy(rc_http *h)
 {
     CURLcode rc;
-    long noproxy = h->url_plain ? 1L : 0L;
+    long noproxy = h->scheme != SCHEME_HTTPS ? 1L : 0L;
     if (noproxy == h->set_noproxy)
         return CURLE_OK;
     rc = curl_easy_setopt(h->curl, CURLOPT_PROXY, noproxy ? "" : (char *)NULL);
@@ -725,7 +768,8 @@ static int http_request(lua_State *L)
 
     /* From here on nothing raises. Options that did not change since the last request stay set. */
     h->body.len = h->head.len = 0;
-    h->body_over = h->head_over = h->oom = h->head_lines = h->prereqs = 0;
+    h->body_over = h->head_over = h->oom = h->bad_status = h->head_lines = h->prereqs = 0;
+    h->head_state = HEAD_STATUS;
     h->errbuf[0] = '\0';
     if (!apply_headers(h))
         return push_failure(L, "ENOMEM", "out of memory", 0);
@@ -760,6 +804,10 @@ static int http_request(lua_State *L)
         snprintf(msg, sizeof msg, "response body larger than %lu bytes", (unsigned long)h->max_body);
         return push_failure(L, "CURLE_FILESIZE_EXCEEDED", msg, 1);
     }
+    /* libcurl itself refuses some status lines ("HTTP/1.1 20", no status line at all) as an
+     * unsupported protocol: after an http(s) request went out, that too is the reply's fault. */
+    if (h->bad_status || (rc == CURLE_UNSUPPORTED_PROTOCOL && h->scheme != SCHEME_OTHER && sent))
+        return push_failure(L, "CURLE_WEIRD_SERVER_REPLY", "malformed status line", 1);
     if (h->head_over) {
         char msg[96];
         snprintf(msg, sizeof msg, "response headers larger than %lu bytes",

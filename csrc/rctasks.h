@@ -8,6 +8,8 @@
 
 #define RCTASKS_VERSION "0.1.0"
 
+#define IS_DIGIT(c) ((unsigned char)((c) - '0') < 10) /* ASCII only, whatever the locale */
+
 /* json.c: decode s[0..len) and push the value. Objects drop null members; arrays keep them as
  * the null sentinel (lightuserdata NULL). On failure pushes nothing, writes a message naming the
  * byte position into err (always NUL-terminated) and returns 0. Never raises except on memory

@@ -1,6 +1,8 @@
--- core.http: the libcurl client, against a throwaway nginx this spec starts on free loopback ports.
+-- core.http: the libcurl client, against a throwaway nginx this spec starts on free loopback ports,
+-- and scripted servers (helpers/scripted) for answers nginx would never send.
 local core = require "rctasks.core"
 local curl = require "rctasks.transport.curl"
+local scripted = require "helpers.scripted"
 local socket = require "socket"
 local sys = require "helpers.sys"
 local sh = sys.sh
@@ -389,5 +391,65 @@ describe("core.http", function()
     c:close()
     assert.is_nil(ok)
     assert.matches("^CURLE_SSL_CACERT", code)
+  end)
+end)
+
+describe("core.http status lines", function()
+  -- A scripted server that sends the k-th answer of `answers` to the k-th connection, then closes.
+  local function serve(answers)
+    local list = {}
+    for i, a in ipairs(answers) do list[i] = ("%q"):format(a) end
+    return scripted.start("local answers = {" .. table.concat(list, ",") .. [[}
+      local k = 0
+      return function(conn)
+        k = k + 1
+        local answer = answers[k]
+        if conn:request() then conn:send(answer) end
+        conn:close()
+      end
+    ]])
+  end
+  local function tail(s) return "\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok" .. (s or "") end
+
+  it("fails on a malformed status line with CURLE_WEIRD_SERVER_REPLY, never reading it as a status", function()
+    local bad = { "HTTP/1.1 2000 OK", "HTTP/1.1 20 OK", "HTTP/1.1 200x OK", "HTTP/1.1  200 OK", "http/1.1 200 OK",
+                  "HTTP/1.12 200 OK", "HTTP/1.1 2OO OK", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 20x OK" }
+    local answers = {}
+    for i, line in ipairs(bad) do answers[i] = line .. tail() end
+    local server = serve(answers)
+    local h = http{ timeout = 5 }
+    for _, line in ipairs(bad) do
+      local ok, code, msg = h:request("GET", server.url .. "/")
+      assert.is_nil(ok, line)
+      assert.equal("CURLE_WEIRD_SERVER_REPLY", code, line)
+      assert.equal("malformed status line", msg, line)
+    end
+    h:close()
+    server:stop()
+  end)
+
+  it("reads well-formed status lines, the final one after 1xx answers, and trailers as no status", function()
+    local server = serve({
+      "HTTP/1.1 200" .. tail(),
+      "HTTP/1.0 204 No Content\r\nConnection: close\r\n\r\n",
+      "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\nHTTP/1.1 201 Created" .. tail(),
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\r\n\r\n",
+    })
+    local h = http{ timeout = 5 }
+    local function get() return h:request("GET", server.url .. "/") end
+    local status, _, body = get()
+    assert.equal(200, status)
+    assert.equal("ok", body)
+    assert.equal(204, (get()))
+    local headers
+    status, headers, body = get()
+    assert.equal(201, status)
+    assert.equal("ok", body)
+    assert.is_nil(headers["x-interim"]) -- the map holds the final answer's headers only
+    status, _, body = get()
+    assert.equal(200, status)
+    assert.equal("ok", body)
+    h:close()
+    server:stop()
   end)
 end)
