@@ -1,6 +1,6 @@
 -- rctasks.transport.curl: the default transport outside nginx, over the C core's libcurl client
 -- (one reused easy handle per client: keep-alive). It blocks the calling thread: never the
--- default inside nginx (TOOLCHAIN 9).
+-- default inside nginx, where a blocked worker serves nothing else meanwhile.
 local core = require "rctasks.core"
 local defaults = require "rctasks.defaults"
 local errors = require "rctasks.errors"
