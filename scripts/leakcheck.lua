@@ -64,6 +64,7 @@ local function main()
     core.decode('{"a":[1,2,{"b":null}],"c":')          -- truncated: nil, msg
     core.decode(("["):rep(200))                         -- past the depth limit
     core.decode_task('{"taskId":"x","status":7}', task_mt) -- wrong type: nil, msg
+    core.decode_task('{"taskId":"' .. ("x"):rep(100) .. '","status":7}', task_mt) -- an id too long to quote
   end
 
   -- One fault from the sim's queue, then the request it applies to.
@@ -112,6 +113,9 @@ local function main()
     faulted(capped, { kind = "big", bytes = 300000 })    -- CURLE_FILESIZE_EXCEEDED
     note(capped:request("GET", task_url, auth))
     capped:close()
+    local short = http{ max_header = 64 }
+    note(short:request("GET", task_url, auth))           -- CURLE_FILESIZE_EXCEEDED (header block)
+    short:close()
 
     -- misuse raises before any per-request allocation: nothing may leak on these paths
     for _, bad in ipairs{
