@@ -409,14 +409,15 @@ describe("core.http status lines", function()
       end
     ]])
   end
-  local function tail(s) return "\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok" .. (s or "") end
+  local TAIL = "\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok" -- the rest of each answer
 
   it("fails on a malformed status line with CURLE_WEIRD_SERVER_REPLY, never reading it as a status", function()
     local bad = { "HTTP/1.1 2000 OK", "HTTP/1.1 20 OK", "HTTP/1.1 200x OK", "HTTP/1.1  200 OK", "http/1.1 200 OK",
                   "HTTP/1.12 200 OK", "HTTP/1.1 2OO OK", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 20x OK" }
     local answers = {}
-    for i, line in ipairs(bad) do answers[i] = line .. tail() end
+    for i, line in ipairs(bad) do answers[i] = line .. TAIL end
     local server = serve(answers)
+    finally(function() server:stop() end)
     local h = http{ timeout = 5 }
     for _, line in ipairs(bad) do
       local ok, code, msg = h:request("GET", server.url .. "/")
@@ -425,16 +426,16 @@ describe("core.http status lines", function()
       assert.equal("malformed status line", msg, line)
     end
     h:close()
-    server:stop()
   end)
 
   it("reads well-formed status lines, the final one after 1xx answers, and trailers as no status", function()
     local server = serve({
-      "HTTP/1.1 200" .. tail(),
+      "HTTP/1.1 200" .. TAIL,
       "HTTP/1.0 204 No Content\r\nConnection: close\r\n\r\n",
-      "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\nHTTP/1.1 201 Created" .. tail(),
+      "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\nHTTP/1.1 201 Created" .. TAIL,
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\r\n\r\n",
     })
+    finally(function() server:stop() end)
     local h = http{ timeout = 5 }
     local function get() return h:request("GET", server.url .. "/") end
     local status, _, body = get()
@@ -450,6 +451,5 @@ describe("core.http status lines", function()
     assert.equal(200, status)
     assert.equal("ok", body)
     h:close()
-    server:stop()
   end)
 end)
