@@ -21,7 +21,7 @@ local c = rctasks.new{ api_key = acct.key, secret_key = acct.secret, base_url = 
 -- Create the tasks over one keep-alive connection (the control API needs no keys), so that
 -- they start within a few milliseconds of each other.
 local origin = sim.origin()
-local h = core.http{}
+local h = core.http(require("rctasks.transport.curl").options())
 local ids = {}
 for i = 1, n do
   local status, _, body = h:request("POST", origin .. "/sim/accounts/" .. acct.key .. "/tasks", nil,

@@ -1,6 +1,6 @@
 /* compat.h: the one place that papers over Lua 5.1/LuaJIT vs 5.4 differences.
  * We define our own helpers instead of the 5.2+ names because LuaJIT declares some of them
- * (luaL_setfuncs, luaL_newlib) and stock 5.1 does not: own names never collide (TOOLCHAIN 3). */
+ * (luaL_setfuncs, luaL_newlib) and stock 5.1 does not: own names never collide. */
 #ifndef RCTASKS_COMPAT_H
 #define RCTASKS_COMPAT_H
 

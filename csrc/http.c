@@ -3,7 +3,8 @@
  * One client owns one reused easy handle (keep-alive across requests) and the two buffers its
  * callbacks fill. The callbacks only append bytes; they never call Lua, so no Lua error can
  * longjmp through libcurl. Every Lua error of h:request is raised before the per-request header
- * list exists or after it is freed. Failures of the transfer itself return nil, code, message. */
+ * list exists or after it is freed. Failures of the transfer itself return nil, code, message,
+ * sent: sent is false only when the request surely never left this process. */
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,10 +17,6 @@
 #include "rctasks.h"
 
 #define HTTP_MT "rctasks.http"
-#define HTTP_DEFAULT_TIMEOUT 30.0
-#define HTTP_DEFAULT_CONNECT_TIMEOUT 10.0
-#define HTTP_DEFAULT_MAX_BODY ((size_t)8 << 20)
-#define HTTP_MAX_HEADER_BYTES ((size_t)64 << 10)
 #define HTTP_KEEP_BODY_CAP ((size_t)1 << 20) /* above this a body buffer is freed after use */
 #define HTTP_MAX_METHOD 32
 #define HTTP_MAX_TIMEOUT_MS 2147483647.0     /* curl takes a long; cap at 2^31-1 ms (~24 days) */
@@ -33,6 +30,20 @@
 #else
 #define HTTP_USE_CURLU 0
 #endif
+
+/* CURLOPT_PREREQFUNCTION (7.80 and later) tells when a connection is ready and a request is about
+ * to go out on it; without it a failure is only known unsent when the name did not resolve. */
+#if LIBCURL_VERSION_NUM >= 0x075000
+#define HTTP_HAVE_PREREQ 1
+#else
+#define HTTP_HAVE_PREREQ 0
+#endif
+
+enum { SCHEME_OTHER, SCHEME_HTTP, SCHEME_HTTPS };
+
+/* Where on_header is in the response: a status line is due, or the lines of an interim (1xx)
+ * block, of the final block, or after it (trailers, or a whole new response libcurl asked for). */
+enum { HEAD_STATUS, HEAD_INTERIM, HEAD_FINAL, HEAD_AFTER };
 
 /* ===== Buffers ===== */
 
@@ -77,20 +88,25 @@ static void buf_free(rc_buf *b)
 typedef struct {
     CURL *curl;                   /* NULL once closed */
     long timeout_ms;
-    size_t max_body;
+    size_t max_body, max_header;  /* caps of the response body and of one header block */
     rc_buf body, head;
     /* Per-request state kept while it does not change (the common case: the same GET again). */
     rc_buf lines, prev_lines;     /* request header lines "name: value\0"..., this one and the cached */
     struct curl_slist *hlist;     /* built from prev_lines, set on the handle */
     int hlist_set;                /* hlist (possibly NULL) is what the handle holds */
     long set_timeout_ms;          /* CURLOPT_TIMEOUT_MS on the handle, -1 unknown */
+    long set_fresh;               /* CURLOPT_FRESH_CONNECT on the handle, -1 unknown */
+    long set_noproxy;             /* CURLOPT_PROXY is "" (1) or unset (0: the environment), -1 unknown */
+    int scheme;                   /* of the URL set: SCHEME_HTTPS alone may use a proxy */
     int plain_get;                /* the handle is set for a bodiless GET */
 #if HTTP_USE_CURLU
     CURLU *url;                   /* parsed form of url_text */
     rc_buf url_text;              /* empty: nothing valid cached */
 #endif
-    int body_over, head_over, oom; /* set by callbacks, read after perform */
+    int body_over, head_over, oom, bad_status; /* set by callbacks, read after perform */
+    int head_state;               /* HEAD_*: what on_header expects next */
     int head_lines;               /* header lines of the last block: the Lua map's size */
+    int prereqs;                  /* connections made ready for this request (PREREQFUNCTION calls) */
     lua_Integer requests, connects;
     char errbuf[CURL_ERROR_SIZE];
 } rc_http;
@@ -108,17 +124,46 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
 }
 
+/* The status code of a status line "HTTP/<digit>[.<digit>] <3 digits>" followed by a space, CR or
+ * LF, or -1. Stricter than libcurl 7.88, which reads "HTTP/1.1 200x" as a 200. */
+static int status_code(const char *p, size_t n)
+{
+    size_t i = 6;
+    if (n < 6 || memcmp(p, "HTTP/", 5) != 0 || !IS_DIGIT(p[5]))
+        return -1;
+    if (i < n && p[i] == '.') {
+        if (i + 1 >= n || !IS_DIGIT(p[i + 1]))
+            return -1;
+        i += 2;
+    }
+    if (n - i < 5 || p[i] != ' ' || !IS_DIGIT(p[i + 1]) || !IS_DIGIT(p[i + 2]) || !IS_DIGIT(p[i + 3]))
+        return -1;
+    if (p[i + 4] != ' ' && p[i + 4] != '\r' && p[i + 4] != '\n')
+        return -1;
+    return (p[i + 1] - '0') * 100 + (p[i + 2] - '0') * 10 + (p[i + 3] - '0');
+}
+
+/* libcurl hands over one whole line per call. Each header block starts with a status line that
+ * must be well formed; the map keeps only the last block (after 1xx interim answers). */
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     rc_http *h = ud;
     size_t len = size * n;
-    int r;
-    /* A new status line starts a new header block (1xx interim responses, proxies). */
-    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+    int r, blank = (len == 2 && p[0] == '\r' && p[1] == '\n') || (len == 1 && p[0] == '\n');
+    /* After the final block, a line with a field name (no '/' in one) is a trailer. */
+    if (h->head_state == HEAD_STATUS || (h->head_state == HEAD_AFTER && len >= 5 && memcmp(p, "HTTP/", 5) == 0)) {
+        int code = status_code(p, len);
+        if (code < 0) {
+            h->bad_status = 1;
+            return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+        }
         h->head.len = 0;
         h->head_lines = 0;
+        h->head_state = code >= 100 && code <= 199 ? HEAD_INTERIM : HEAD_FINAL;
+    } else if (blank) {
+        h->head_state = h->head_state == HEAD_INTERIM ? HEAD_STATUS : HEAD_AFTER;
     }
-    r = buf_append(&h->head, p, len, HTTP_MAX_HEADER_BYTES);
+    r = buf_append(&h->head, p, len, h->max_header);
     if (r == 1) {
         h->head_lines++;
         return len;
@@ -128,6 +173,32 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     else
         h->oom = 1;
     return 0;
+}
+
+#if HTTP_HAVE_PREREQ
+/* Called each time a connection is ready for this request, just before it is sent: only counts. */
+static int on_prereq(void *ud, char *remote_ip, char *local_ip, int remote_port, int local_port)
+{
+    (void)remote_ip;
+    (void)local_ip;
+    (void)remote_port;
+    (void)local_port;
+    ((rc_http *)ud)->prereqs++;
+    return CURL_PREREQFUNC_OK;
+}
+#endif
+
+/* May the failed request have reached the server? "No" only when no connection was ever ready
+ * for it: a hidden resend's failed connect must not hide the first send. */
+static int may_have_sent(const rc_http *h, CURLcode rc)
+{
+#if HTTP_HAVE_PREREQ
+    (void)rc;
+    return h->prereqs > 0;
+#else
+    (void)h;
+    return rc != CURLE_COULDNT_RESOLVE_HOST && rc != CURLE_COULDNT_RESOLVE_PROXY;
+#endif
 }
 
 /* Keep the body buffer's capacity for the next request, unless a rare huge body grew it. */
@@ -201,16 +272,17 @@ static const char *curle_name(CURLcode c)
 }
 #undef NAME
 
-/* Push nil, code, message: the one failure tuple of this file. */
-static int push_failure(lua_State *L, const char *code, const char *msg)
+/* Push nil, code, message, sent: the one failure tuple of this file. */
+static int push_failure(lua_State *L, const char *code, const char *msg, int sent)
 {
     lua_pushnil(L);
     lua_pushstring(L, code);
     lua_pushstring(L, msg);
-    return 3;
+    lua_pushboolean(L, sent);
+    return 4;
 }
 
-static int push_curl_failure(lua_State *L, rc_http *h, CURLcode rc)
+static int push_curl_failure(lua_State *L, rc_http *h, CURLcode rc, int sent)
 {
     char num[32];
     const char *name = curle_name(rc);
@@ -219,7 +291,7 @@ static int push_curl_failure(lua_State *L, rc_http *h, CURLcode rc)
         name = num;
     }
     /* errbuf holds curl's own text about the connection, never a request header. */
-    return push_failure(L, name, h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc));
+    return push_failure(L, name, h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc), sent);
 }
 
 /* ===== Options ===== */
@@ -238,49 +310,50 @@ static long seconds_to_ms(lua_State *L, lua_Number s, const char *what)
 
 typedef struct {
     long timeout_ms, connect_timeout_ms;
-    size_t max_body;
+    size_t max_body, max_header;
     const char *ca_file, *user_agent;
 } http_opts;
 
 static const char *const option_names[] = {
-    "timeout", "connect_timeout", "ca_file", "max_body", "user_agent", NULL
+    "timeout", "connect_timeout", "max_body", "max_header", "ca_file", "user_agent", NULL
 };
 
+/* A required number: the defaults live in lua/rctasks/defaults.lua, never here. */
 static lua_Number opt_number(lua_State *L, int t, const char *k)
 {
     lua_getfield(L, t, k);
+    if (lua_isnil(L, -1))
+        luaL_error(L, "rctasks.http: option '%s' is missing", k);
     if (lua_type(L, -1) != LUA_TNUMBER)
         luaL_error(L, "rctasks.http: option '%s' must be a number", k);
     return lua_tonumber(L, -1);
 }
 
+/* A required byte count: a whole number from 1 to 2^53 (beyond that a double is no longer exact). */
+static size_t opt_size(lua_State *L, int t, const char *k)
+{
+    lua_Number n = opt_number(L, t, k);
+    if (!(n >= 1 && n <= 9007199254740992.0 && (lua_Number)(size_t)n == n))
+        luaL_error(L, "rctasks.http: option '%s' must be a positive integer", k);
+    return (size_t)n;
+}
+
 static const char *opt_string(lua_State *L, int t, const char *k)
 {
     lua_getfield(L, t, k);
+    if (lua_isnil(L, -1))
+        return NULL;
     if (lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "rctasks.http: option '%s' must be a string", k);
     return lua_tostring(L, -1); /* stays valid: the table holds the string */
 }
 
-static int has_field(lua_State *L, int t, const char *k)
-{
-    int present;
-    lua_getfield(L, t, k);
-    present = !lua_isnil(L, -1);
-    lua_pop(L, 1);
-    return present;
-}
-
-/* Read and check the options table at index 1 (or nil): raises on an unknown key or a wrong type. */
+/* Read and check the options table at index 1: raises on an unknown key, a wrong type or a
+ * missing number. */
 static void read_opts(lua_State *L, http_opts *o)
 {
-    o->timeout_ms = seconds_to_ms(L, HTTP_DEFAULT_TIMEOUT, "timeout");
-    o->connect_timeout_ms = seconds_to_ms(L, HTTP_DEFAULT_CONNECT_TIMEOUT, "connect_timeout");
-    o->max_body = HTTP_DEFAULT_MAX_BODY;
-    o->ca_file = o->user_agent = NULL;
-    if (lua_isnoneornil(L, 1))
-        return;
     luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
     lua_pushnil(L);
     while (lua_next(L, 1) != 0) {
         int i, known = 0;
@@ -292,21 +365,12 @@ static void read_opts(lua_State *L, http_opts *o)
         if (!known)
             luaL_error(L, "rctasks.http: unknown option '%s'", lua_tostring(L, -1));
     }
-    if (has_field(L, 1, "timeout"))
-        o->timeout_ms = seconds_to_ms(L, opt_number(L, 1, "timeout"), "timeout");
-    if (has_field(L, 1, "connect_timeout"))
-        o->connect_timeout_ms =
-            seconds_to_ms(L, opt_number(L, 1, "connect_timeout"), "connect_timeout");
-    if (has_field(L, 1, "max_body")) {
-        lua_Number n = opt_number(L, 1, "max_body");
-        if (!(n >= 1 && n <= 9007199254740992.0 && (lua_Number)(size_t)n == n))
-            luaL_error(L, "rctasks.http: option 'max_body' must be a positive integer");
-        o->max_body = (size_t)n;
-    }
-    if (has_field(L, 1, "ca_file"))
-        o->ca_file = opt_string(L, 1, "ca_file");
-    if (has_field(L, 1, "user_agent"))
-        o->user_agent = opt_string(L, 1, "user_agent");
+    o->timeout_ms = seconds_to_ms(L, opt_number(L, 1, "timeout"), "timeout");
+    o->connect_timeout_ms = seconds_to_ms(L, opt_number(L, 1, "connect_timeout"), "connect_timeout");
+    o->max_body = opt_size(L, 1, "max_body");
+    o->max_header = opt_size(L, 1, "max_header");
+    o->ca_file = opt_string(L, 1, "ca_file");
+    o->user_agent = opt_string(L, 1, "user_agent");
 }
 
 /* ===== Constructor ===== */
@@ -344,6 +408,13 @@ static CURLcode setup_handle(rc_http *h, const http_opts *o)
     SET(CURLOPT_WRITEDATA, (void *)h);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, (void *)h);
+#if LIBCURL_VERSION_NUM >= 0x073600
+    SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L); /* a proxy's CONNECT answer is not the response */
+#endif
+#if HTTP_HAVE_PREREQ
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_PREREQDATA, (void *)h);
+#endif
 #if HTTP_USE_CURLU
     SET(CURLOPT_CURLU, h->url);
 #endif
@@ -351,7 +422,7 @@ static CURLcode setup_handle(rc_http *h, const http_opts *o)
     return rc;
 }
 
-/* core.http{...} -> client | nil, code, message (when libcurl cannot start). */
+/* core.http{...} -> client | nil, code, message, false (when libcurl cannot start). */
 static int http_new(lua_State *L)
 {
     http_opts o;
@@ -360,7 +431,7 @@ static int http_new(lua_State *L)
     read_opts(L, &o);
     if (!curl_ready) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-            return push_failure(L, "CURLE_FAILED_INIT", "curl_global_init failed");
+            return push_failure(L, "CURLE_FAILED_INIT", "curl_global_init failed", 0);
         curl_ready = 1;
     }
     h = lua_newuserdata(L, sizeof *h);
@@ -369,21 +440,23 @@ static int http_new(lua_State *L)
     lua_setmetatable(L, -2);
     h->timeout_ms = o.timeout_ms;
     h->max_body = o.max_body;
+    h->max_header = o.max_header;
     h->set_timeout_ms = -1;
+    h->set_fresh = h->set_noproxy = -1;
     h->curl = curl_easy_init();
 #if HTTP_USE_CURLU
     h->url = curl_url();
     if (h->url == NULL) {
         http_release(h);
-        return push_failure(L, "ENOMEM", "out of memory");
+        return push_failure(L, "ENOMEM", "out of memory", 0);
     }
 #endif
     if (h->curl == NULL)
-        return push_failure(L, "ENOMEM", "out of memory");
+        return push_failure(L, "ENOMEM", "out of memory", 0);
     rc = setup_handle(h, &o);
     if (rc != CURLE_OK) {
-        int n = rc == CURLE_OUT_OF_MEMORY ? push_failure(L, "ENOMEM", "out of memory")
-                                          : push_curl_failure(L, h, rc);
+        int n = rc == CURLE_OUT_OF_MEMORY ? push_failure(L, "ENOMEM", "out of memory", 0)
+                                          : push_curl_failure(L, h, rc, 0);
         http_release(h);
         return n;
     }
@@ -574,9 +647,24 @@ static void push_headers(lua_State *L, const char *p, size_t n, int lines)
     }
 }
 
-/* Point the handle at url. With CURLU the parse is done once per distinct URL and kept; a
- * malformed URL leaves curl's words in h->errbuf and returns CURLE_URL_MALFORMAT (or
- * CURLE_UNSUPPORTED_PROTOCOL), as the transfer itself would have. */
+#if HTTP_USE_CURLU
+/* The parsed URL's SCHEME_*. Out of memory answers SCHEME_OTHER: no proxy is the side on which
+ * no key travels in clear. */
+static int parsed_scheme(CURLU *u)
+{
+    char *name = NULL;
+    int scheme = SCHEME_OTHER;
+    if (curl_url_get(u, CURLUPART_SCHEME, &name, 0) == CURLUE_OK && name != NULL)
+        scheme = strcasecmp(name, "https") == 0 ? SCHEME_HTTPS
+               : strcasecmp(name, "http") == 0 ? SCHEME_HTTP : SCHEME_OTHER;
+    curl_free(name);
+    return scheme;
+}
+#endif
+
+/* Point the handle at url and note whether it is https. With CURLU the parse is done once per
+ * distinct URL and kept; a malformed URL leaves curl's words in h->errbuf and returns
+ * CURLE_URL_MALFORMAT (or CURLE_UNSUPPORTED_PROTOCOL), as the transfer itself would have. */
 static CURLcode set_url(rc_http *h, const char *url, size_t ulen)
 {
 #if HTTP_USE_CURLU
@@ -588,6 +676,7 @@ static CURLcode set_url(rc_http *h, const char *url, size_t ulen)
     /* The flags libcurl itself parses CURLOPT_URL with. */
     uc = curl_url_set(h->url, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME);
     if (uc == CURLUE_OK) {
+        h->scheme = parsed_scheme(h->url);
         if (ulen + 1 <= HTTP_MAX_CACHED_URL && buf_append(&h->url_text, url, ulen + 1, HTTP_MAX_CACHED_URL) != 1)
             h->url_text.len = 0;
         return CURLE_OK;
@@ -601,19 +690,55 @@ static CURLcode set_url(rc_http *h, const char *url, size_t ulen)
 #endif
     return uc == CURLUE_UNSUPPORTED_SCHEME ? CURLE_UNSUPPORTED_PROTOCOL : CURLE_URL_MALFORMAT;
 #else
-    (void)ulen;
+    /* No "://": libcurl guesses http for every host name a request can use here. */
+    h->scheme = ulen >= 8 && strncasecmp(url, "https://", 8) == 0 ? SCHEME_HTTPS
+              : (ulen >= 7 && strncasecmp(url, "http://", 7) == 0) || strstr(url, "://") == NULL ? SCHEME_HTTP
+              : SCHEME_OTHER;
     return curl_easy_setopt(h->curl, CURLOPT_URL, url);
 #endif
 }
 
+/* Set a long option only when it differs from what the handle holds (*held; -1: unknown). */
+static CURLcode set_long(CURL *c, CURLoption opt, long v, long *held)
+{
+    CURLcode rc;
+    if (v == *held)
+        return CURLE_OK;
+    rc = curl_easy_setopt(c, opt, v);
+    *held = rc == CURLE_OK ? v : -1;
+    return rc;
+}
+
+/* A proxy (from http_proxy, ALL_PROXY, ...) would read an http:// request, API keys included, in
+ * clear: only https goes through one, as a CONNECT tunnel with TLS verified end to end. */
+static CURLcode set_proxy(rc_http *h)
+{
+    CURLcode rc;
+    long noproxy = h->scheme != SCHEME_HTTPS ? 1L : 0L;
+    if (noproxy == h->set_noproxy)
+        return CURLE_OK;
+    rc = curl_easy_setopt(h->curl, CURLOPT_PROXY, noproxy ? "" : (char *)NULL);
+    h->set_noproxy = rc == CURLE_OK ? noproxy : -1;
+    return rc;
+}
+
+/* RFC 9110 section 9.2.2: a request the server may safely receive twice. libcurl silently resends
+ * a request whose reused connection drops before any answer; any other method gets a fresh
+ * connection, on which libcurl never resends. */
+static int is_idempotent(const char *m)
+{
+    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "PUT") == 0 ||
+           strcmp(m, "DELETE") == 0 || strcmp(m, "OPTIONS") == 0;
+}
+
 /* h:request(method, url, headers|nil, body|nil, timeout|nil)
- *   -> status, headers, body | nil, code, message */
+ *   -> status, headers, body | nil, code, message, sent */
 static int http_request(lua_State *L)
 {
     rc_http *h = check_open(L);
     size_t mlen, ulen, blen = 0;
     const char *method, *url, *body = NULL;
-    int htab = 0;
+    int htab = 0, sent = 0;
     long timeout_ms = h->timeout_ms, status = 0, conns = 0;
     CURLcode rc;
 
@@ -639,25 +764,29 @@ static int http_request(lua_State *L)
     lua_settop(L, 6);
     /* Raises on a bad map; its scratch buffer is the client's, so nothing leaks. */
     if (!collect_headers(L, h, htab, body != NULL))
-        return push_failure(L, "ENOMEM", "out of memory");
+        return push_failure(L, "ENOMEM", "out of memory", 0);
 
     /* From here on nothing raises. Options that did not change since the last request stay set. */
     h->body.len = h->head.len = 0;
-    h->body_over = h->head_over = h->oom = h->head_lines = 0;
+    h->body_over = h->head_over = h->oom = h->bad_status = h->head_lines = h->prereqs = 0;
+    h->head_state = HEAD_STATUS;
     h->errbuf[0] = '\0';
     if (!apply_headers(h))
-        return push_failure(L, "ENOMEM", "out of memory");
+        return push_failure(L, "ENOMEM", "out of memory", 0);
     rc = set_url(h, url, ulen);
     if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
-        return push_failure(L, curle_name(rc), h->errbuf);
+        return push_failure(L, curle_name(rc), h->errbuf, 0);
     if (rc == CURLE_OK)
         rc = set_method(h, method, body, blen);
-    if (rc == CURLE_OK && timeout_ms != h->set_timeout_ms) {
-        rc = curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-        h->set_timeout_ms = rc == CURLE_OK ? timeout_ms : -1;
-    }
+    if (rc == CURLE_OK)
+        rc = set_long(h->curl, CURLOPT_TIMEOUT_MS, timeout_ms, &h->set_timeout_ms);
+    if (rc == CURLE_OK)
+        rc = set_long(h->curl, CURLOPT_FRESH_CONNECT, is_idempotent(method) ? 0L : 1L, &h->set_fresh);
+    if (rc == CURLE_OK)
+        rc = set_proxy(h);
     if (rc == CURLE_OK) {
         rc = curl_easy_perform(h->curl);
+        sent = rc != CURLE_OK && may_have_sent(h, rc);
         h->requests++;
         if (curl_easy_getinfo(h->curl, CURLINFO_NUM_CONNECTS, &conns) == CURLE_OK)
             h->connects += conns;
@@ -669,20 +798,24 @@ static int http_request(lua_State *L)
         trim_body(h); /* a failed transfer's partial body is never needed */
 
     if (h->oom || rc == CURLE_OUT_OF_MEMORY)
-        return push_failure(L, "ENOMEM", "out of memory");
+        return push_failure(L, "ENOMEM", "out of memory", sent || h->oom);
     if (h->body_over || rc == CURLE_FILESIZE_EXCEEDED) {
         char msg[96];
         snprintf(msg, sizeof msg, "response body larger than %lu bytes", (unsigned long)h->max_body);
-        return push_failure(L, "CURLE_FILESIZE_EXCEEDED", msg);
+        return push_failure(L, "CURLE_FILESIZE_EXCEEDED", msg, 1);
     }
+    /* libcurl itself refuses some status lines ("HTTP/1.1 20", no status line at all) as an
+     * unsupported protocol: after an http(s) request went out, that too is the reply's fault. */
+    if (h->bad_status || (rc == CURLE_UNSUPPORTED_PROTOCOL && h->scheme != SCHEME_OTHER && sent))
+        return push_failure(L, "CURLE_WEIRD_SERVER_REPLY", "malformed status line", 1);
     if (h->head_over) {
         char msg[96];
         snprintf(msg, sizeof msg, "response headers larger than %lu bytes",
-                 (unsigned long)HTTP_MAX_HEADER_BYTES);
-        return push_failure(L, "CURLE_FILESIZE_EXCEEDED", msg);
+                 (unsigned long)h->max_header);
+        return push_failure(L, "CURLE_FILESIZE_EXCEEDED", msg, 1);
     }
     if (rc != CURLE_OK)
-        return push_curl_failure(L, h, rc);
+        return push_curl_failure(L, h, rc, sent);
 
     lua_pushinteger(L, (lua_Integer)status);
     push_headers(L, h->head.data, h->head.len, h->head_lines);

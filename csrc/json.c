@@ -38,7 +38,6 @@ static const unsigned char str_class[256] = {
 };
 
 #define IS_WS(c) ((c) == ' ' || (c) == '\n' || (c) == '\r' || (c) == '\t')
-#define IS_DIGIT(c) ((unsigned char)((c) - '0') < 10)
 
 /* ===== DECODER STATE ===== */
 

@@ -1,5 +1,6 @@
-/* rctasks.h: what each C file of the core exposes to core.c. Nothing here is exported from the .so
- * except luaopen_rctasks_core (core.c). */
+/* rctasks.h: what each C file of the core exposes to core.c, all of it hidden whatever flags the
+ * build passes (LuaRocks passes no -fvisibility, and nginx loads many modules into one process):
+ * luaopen_rctasks_core (core.c) is the one exported symbol (spec/16-exports_spec.lua checks). */
 #ifndef RCTASKS_H
 #define RCTASKS_H
 
@@ -7,6 +8,13 @@
 #include "compat.h"
 
 #define RCTASKS_VERSION "0.1.0"
+
+/* After every system and Lua header: their declarations keep their own visibility. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
+#define IS_DIGIT(c) ((unsigned char)((c) - '0') < 10) /* ASCII only, whatever the locale */
 
 /* json.c: decode s[0..len) and push the value. Objects drop null members; arrays keep them as
  * the null sentinel (lightuserdata NULL). On failure pushes nothing, writes a message naming the
@@ -21,5 +29,9 @@ void rc_open_task(lua_State *L);  /* adds decode_task, decode_tasks */
 
 /* http.c: the libcurl client userdata. */
 void rc_open_http(lua_State *L);  /* adds http (constructor), curl_version */
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #endif

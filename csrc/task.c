@@ -50,20 +50,43 @@ typedef struct {
     size_t idlen;
 } rc_where;
 
-#define ID_SHOWN_MAX 64 /* a garbage taskId must not flood the message */
+/* A server string is quoted in a message only whole and only this short: a cut piece of an echoed
+ * key is a prefix that redaction (which matches whole keys) cannot recognise. */
+#define SHOWN_MAX 64
+
+typedef struct {
+    char text[SHOWN_MAX + 48];
+} rc_shown;
+
+/* s as a message shows it: itself when short and free of control bytes (NUL included, so it is
+ * whole and the message stays one line), else a description: "<a name of 300 bytes>". */
+static const char *show(rc_shown *out, const char *s, size_t len, const char *what)
+{
+    size_t i;
+    int clean = 1;
+    for (i = 0; i < len && clean; i++)
+        clean = (unsigned char)s[i] >= 0x20 && s[i] != 0x7f;
+    if (len > SHOWN_MAX)
+        snprintf(out->text, sizeof out->text, "<%s of %lu bytes>", what, (unsigned long)len);
+    else if (!clean)
+        snprintf(out->text, sizeof out->text, "<%s with control characters>", what);
+    else
+        snprintf(out->text, sizeof out->text, "%.*s", (int)len, s);
+    return out->text;
+}
 
 /* Write "<where>: <message>" and return 0, the failure code of the checkers. */
 static int fail(rc_where *w, const char *fmt, ...)
 {
     va_list ap;
     int n;
-    int idn = (int)(w->idlen > ID_SHOWN_MAX ? ID_SHOWN_MAX : w->idlen);
+    rc_shown id;
     if (w->index > 0 && w->id != NULL)
-        n = snprintf(w->buf, w->len, "tasks[%d] (task %.*s): ", w->index, idn, w->id);
+        n = snprintf(w->buf, w->len, "tasks[%d] (task %s): ", w->index, show(&id, w->id, w->idlen, "an id"));
     else if (w->index > 0)
         n = snprintf(w->buf, w->len, "tasks[%d]: ", w->index);
     else if (w->id != NULL)
-        n = snprintf(w->buf, w->len, "task %.*s: ", idn, w->id);
+        n = snprintf(w->buf, w->len, "task %s: ", show(&id, w->id, w->idlen, "an id"));
     else
         n = snprintf(w->buf, w->len, "task: ");
     if (n < 0 || (size_t)n >= w->len)
@@ -221,11 +244,14 @@ static int links_from_hal(lua_State *L, rc_where *w, int hi, int m)
     lua_pushnil(L);
     while (lua_next(L, hi) != 0) {
         int e = lua_gettop(L);
+        rc_shown name;
+        size_t nl;
+        const char *k = lua_tolstring(L, e - 1, &nl); /* a JSON member name: always a string */
         if (!is_object(L, e))
-            return fail(w, "field '_links.%.60s' must be an object, got %s", lua_tostring(L, e - 1),
+            return fail(w, "field '_links.%s' must be an object, got %s", show(&name, k, nl, "a name"),
                         json_type(L, e));
         if (!href_ok(L, e))
-            return fail(w, "field '_links.%.60s.href' must be a string, got %s", lua_tostring(L, e - 1),
+            return fail(w, "field '_links.%s.href' must be a string, got %s", show(&name, k, nl, "a name"),
                         json_type(L, -1));
         lua_pushvalue(L, e - 1);
         lua_rawget(L, m);

@@ -12,7 +12,7 @@ workflow helpers, a cosocket transport that never blocks nginx, and a command-li
   license = "MIT",
 }
 dependencies = { "lua >= 5.1", "lua-cjson" }
--- `library` only: the header check fails on Debian's multiarch curl headers (they live under /usr/include/<multiarch>/curl).
+-- `library` only: a header check fails on Debian's multiarch curl headers (/usr/include/<triplet>/curl).
 external_dependencies = { CURL = { library = "curl" } }
 build = {
   type = "builtin",

@@ -6,6 +6,9 @@ package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;sim/?.lua;" .. package.path
 package.cpath = (os.getenv("RCTASKS_CPATH") or "build/5.4/?.so") .. ";" .. package.cpath
 
 local core = require "rctasks.core"
+local curl = require "rctasks.transport.curl"
+-- core.http has no defaults of its own: the library's, under the given options.
+local function http(opts) return core.http(curl.options(opts)) end
 local sys = require "helpers.sys"
 local function sh(cmd) return sys.sh(cmd, true) end
 local free_port = sys.free_port
@@ -61,6 +64,7 @@ local function main()
     core.decode('{"a":[1,2,{"b":null}],"c":')          -- truncated: nil, msg
     core.decode(("["):rep(200))                         -- past the depth limit
     core.decode_task('{"taskId":"x","status":7}', task_mt) -- wrong type: nil, msg
+    core.decode_task('{"taskId":"' .. ("x"):rep(100) .. '","status":7}', task_mt) -- an id too long to quote
   end
 
   -- One fault from the sim's queue, then the request it applies to.
@@ -105,10 +109,13 @@ local function main()
     note(h:request("GET", "file:///etc/hostname"))      -- CURLE_UNSUPPORTED_PROTOCOL
     note(h:request("GET", "http://[::1"))               -- CURLE_URL_MALFORMAT
 
-    local capped = core.http{ max_body = 1000 }
+    local capped = http{ max_body = 1000 }
     faulted(capped, { kind = "big", bytes = 300000 })    -- CURLE_FILESIZE_EXCEEDED
     note(capped:request("GET", task_url, auth))
     capped:close()
+    local short = http{ max_header = 64 }
+    note(short:request("GET", task_url, auth))           -- CURLE_FILESIZE_EXCEEDED (header block)
+    short:close()
 
     -- misuse raises before any per-request allocation: nothing may leak on these paths
     for _, bad in ipairs{
@@ -117,25 +124,25 @@ local function main()
       function() h:request("GE T", task_url) end,
       function() h:request("GET", task_url, nil, nil, -1) end,
       function() capped:request("GET", task_url) end,   -- closed handle
-      function() core.http{ bogus = 1 } end,
+      function() http{ bogus = 1 } end,
     } do
       if not pcall(bad) then count.raised = count.raised + 1 end
     end
 
     for _ = 1, 3 do                                     -- handles dropped without close: __gc frees them
-      local g = core.http{ timeout = 5 }
+      local g = http{ timeout = 5 }
       note(g:request("GET", task_url, auth))
     end
     collectgarbage()
   end
 
-  local h = core.http{ timeout = 5 }
+  local h = http{ timeout = 5 }
   faulted(h, { kind = "big", bytes = 3 * 1024 * 1024 }) -- above 1 MiB: the buffer is freed after use
   for i = 1, ROUNDS do
     round(h)
     if i % 5 == 0 then                                  -- re-create the main handle now and then
       h:close()
-      h = core.http{ timeout = 5 }
+      h = http{ timeout = 5 }
     end
   end
   h:close()

@@ -401,10 +401,44 @@ describe("core.decode_task", function()
       assert.equal("task " .. EXAMPLE_ID .. ": field 'status' must be a string, got number", err)
     end)
 
-    it("cuts a huge garbage taskId in messages", function()
+    it("describes a huge garbage taskId in messages instead of quoting any of it", function()
       local id = ("x"):rep(5000)
       local _, err = core.decode_task(task_json(',"status":1', id), MT)
       assert.is_true(#err < 200)
+      assert.equal("task <an id of 5000 bytes>: field 'status' must be a string, got number", err)
+    end)
+
+    -- A server may echo a key into any string; a cut piece of it would be a key prefix that the
+    -- client's redaction (which matches whole keys) cannot find.
+    local KEY = "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v2W3x4Y5z6A7b8C9d0E1f2G3h4"
+
+    it("quotes a taskId whole up to 64 bytes and describes a longer one: never a cut piece", function()
+      local _, err = core.decode_task(task_json(',"status":1', KEY:sub(1, 64)), MT)
+      assert.equal("task " .. KEY:sub(1, 64) .. ": field 'status' must be a string, got number", err)
+      _, err = core.decode_task(task_json(',"status":1', KEY:sub(1, 65)), MT)
+      assert.equal("task <an id of 65 bytes>: field 'status' must be a string, got number", err)
+      _, err = core.decode_tasks('{"tasks":[' .. task_json(',"status":1', KEY) .. "]}", MT)
+      assert.equal("tasks[1] (task <an id of 68 bytes>): field 'status' must be a string, got number", err)
+    end)
+
+    it("never quotes a taskId with a NUL or another control byte (it would be cut or break the line)", function()
+      local _, err = core.decode_task(task_json(',"status":1', "ab\\u0000" .. KEY:sub(1, 20)), MT)
+      assert.equal("task <an id with control characters>: field 'status' must be a string, got number", err)
+      _, err = core.decode_task(task_json(',"status":1', "ab\\n" .. KEY:sub(1, 20)), MT)
+      assert.equal("task <an id with control characters>: field 'status' must be a string, got number", err)
+    end)
+
+    it("quotes a _links name whole up to 64 bytes and describes a longer one", function()
+      local _, err = core.decode_task(task_json(',"_links":{"' .. KEY:sub(1, 64) .. '":"h"}'), MT)
+      assert.equal("task t-1: field '_links." .. KEY:sub(1, 64) .. "' must be an object, got string", err)
+      _, err = core.decode_task(task_json(',"_links":{"' .. KEY .. '":"h"}'), MT)
+      assert.equal("task t-1: field '_links.<a name of 68 bytes>' must be an object, got string", err)
+      _, err = core.decode_task(task_json(',"_links":{"' .. KEY .. '":{"href":5}}'), MT)
+      assert.equal("task t-1: field '_links.<a name of 68 bytes>.href' must be a string, got number", err)
+      _, err = core.decode_task(task_json(',"_links":{"a\\u0000' .. KEY .. '":{"href":5}}'), MT)
+      assert.equal("task t-1: field '_links.<a name of 70 bytes>.href' must be a string, got number", err)
+      _, err = core.decode_task(task_json(',"_links":{"a\\u0000b":{"href":5}}'), MT)
+      assert.equal("task t-1: field '_links.<a name with control characters>.href' must be a string, got number", err)
     end)
   end)
 

@@ -1,5 +1,8 @@
--- core.http: the libcurl client, against a throwaway nginx this spec starts on free loopback ports.
+-- core.http: the libcurl client, against a throwaway nginx this spec starts on free loopback ports,
+-- and scripted servers (helpers/scripted) for answers nginx would never send.
 local core = require "rctasks.core"
+local curl = require "rctasks.transport.curl"
+local scripted = require "helpers.scripted"
 local socket = require "socket"
 local sys = require "helpers.sys"
 local sh = sys.sh
@@ -57,6 +60,9 @@ http {
 
 local srv = {}
 
+-- core.http with the library's defaults (it has none of its own) under the given options.
+local function http(opts) return core.http(curl.options(opts)) end
+
 local function start_nginx()
   srv.dir = os.tmpname() .. ".rctasks-http"
   os.remove(srv.dir:gsub("%.rctasks%-http$", ""))
@@ -98,7 +104,7 @@ describe("core.http", function()
   teardown(stop_nginx)
 
   local h
-  before_each(function() h = assert(core.http{ timeout = 10 }) end)
+  before_each(function() h = assert(http{ timeout = 10 }) end)
   after_each(function() h:close() end)
 
   it("GETs a JSON body with its status and headers", function()
@@ -186,7 +192,7 @@ describe("core.http", function()
   it("opens a new connection for each fresh handle", function()
     local total = 0
     for _ = 1, 3 do
-      local c = core.http()
+      local c = http()
       assert.equal(200, (c:request("GET", srv.base .. "/task")))
       total = total + c:stats().connects
       c:close()
@@ -212,7 +218,7 @@ describe("core.http", function()
   end)
 
   it("honours the client's default timeout", function()
-    local c = core.http{ timeout = 0.3 }
+    local c = http{ timeout = 0.3 }
     local ok, code = c:request("GET", srv.base .. "/slow")
     c:close()
     assert.is_nil(ok)
@@ -220,7 +226,7 @@ describe("core.http", function()
   end)
 
   it("caps a large body with CURLE_FILESIZE_EXCEEDED (known length and chunked)", function()
-    local c = core.http{ max_body = 100000 }
+    local c = http{ max_body = 100000 }
     for _, path in ipairs{ "/big", "/chunked" } do
       local ok, code, msg = c:request("GET", srv.base .. path)
       assert.is_nil(ok)
@@ -233,12 +239,12 @@ describe("core.http", function()
   end)
 
   it("accepts a body of exactly max_body bytes", function()
-    local c = core.http{ max_body = #TASK }
+    local c = http{ max_body = #TASK }
     local status, _, body = c:request("GET", srv.base .. "/task")
     assert.equal(200, status)
     assert.equal(TASK, body)
     c:close()
-    c = core.http{ max_body = 4096 * 64 }
+    c = http{ max_body = 4096 * 64 }
     assert.equal(4096 * 64, #select(3, c:request("GET", srv.base .. "/chunked")))
     c:close()
   end)
@@ -283,12 +289,33 @@ describe("core.http", function()
   end)
 
   it("raises on unknown or mistyped constructor options", function()
-    assert.has_error(function() core.http{ timeuot = 1 } end, "rctasks.http: unknown option 'timeuot'")
-    assert.has_error(function() core.http{ timeout = "1" } end)
-    assert.has_error(function() core.http{ timeout = 0 } end)
-    assert.has_error(function() core.http{ max_body = 1.5 } end)
-    assert.has_error(function() core.http{ ca_file = 1 } end)
+    assert.has_error(function() http{ timeuot = 1 } end, "rctasks.http: unknown option 'timeuot'")
+    assert.has_error(function() http{ timeout = "1" } end)
+    assert.has_error(function() http{ timeout = 0 } end)
+    assert.has_error(function() http{ max_body = 1.5 } end)
+    assert.has_error(function() http{ max_header = 0 } end)
+    assert.has_error(function() http{ ca_file = 1 } end)
     assert.has_error(function() core.http(1) end)
+  end)
+
+  it("has no defaults of its own: each of the four numbers must be given", function()
+    assert.has_error(function() core.http() end)
+    for _, k in ipairs({ "timeout", "connect_timeout", "max_body", "max_header" }) do
+      local opts = curl.options()
+      opts[k] = nil
+      assert.has_error(function() core.http(opts) end, "rctasks.http: option '" .. k .. "' is missing")
+    end
+    assert(core.http(curl.options())):close()
+  end)
+
+  it("caps the response header block at max_header", function()
+    local c = http{ max_header = 100 }
+    local ok, code, msg = c:request("GET", srv.base .. "/task")
+    assert.is_nil(ok)
+    assert.equal("CURLE_FILESIZE_EXCEEDED", code)
+    assert.equal("response headers larger than 100 bytes", msg)
+    c:close()
+    assert.equal(200, (h:request("GET", srv.base .. "/task")))
   end)
 
   it("reads every URL on its own, never relative to the previous request's", function()
@@ -308,7 +335,7 @@ describe("core.http", function()
   end)
 
   it("raises on a closed handle, and closing twice is fine", function()
-    local c = core.http()
+    local c = http()
     assert.equal("rctasks.http (open)", tostring(c))
     c:close()
     c:close()
@@ -318,19 +345,19 @@ describe("core.http", function()
   end)
 
   it("closes through __close and when garbage-collected", function()
-    local c = core.http()
+    local c = http()
     getmetatable(c).__close(c, nil)
     assert.equal("rctasks.http (closed)", tostring(c))
     if _VERSION == "Lua 5.4" then
       local f = assert(load([[
-        local core, url = ...
-        local x <close> = core.http()
+        local http, url = ...
+        local x <close> = http()
         x:request("GET", url)
         return x
       ]]))
-      assert.equal("rctasks.http (closed)", tostring(f(core, srv.base .. "/task")))
+      assert.equal("rctasks.http (closed)", tostring(f(http, srv.base .. "/task")))
     end
-    for _ = 1, 50 do core.http():request("GET", srv.base .. "/task") end
+    for _ = 1, 50 do http():request("GET", srv.base .. "/task") end
     collectgarbage()
     collectgarbage()
     assert.equal(200, (h:request("GET", srv.base .. "/task")))
@@ -339,13 +366,13 @@ describe("core.http", function()
   it("sends a User-Agent naming rctasks, its version and libcurl", function()
     local _, _, body = h:request("GET", srv.base .. "/ua")
     assert.equal("rctasks/" .. core.version .. " libcurl/" .. core.curl_version, body)
-    local c = core.http{ user_agent = "my-tool/2" }
+    local c = http{ user_agent = "my-tool/2" }
     assert.equal("my-tool/2", select(3, c:request("GET", srv.base .. "/ua")))
     c:close()
   end)
 
   it("verifies TLS: succeeds with the right ca_file", function()
-    local c = core.http{ ca_file = srv.dir .. "/cert.pem" }
+    local c = http{ ca_file = srv.dir .. "/cert.pem" }
     local status, _, body = c:request("GET", srv.tls .. "/task")
     c:close()
     assert.equal(200, status)
@@ -359,10 +386,70 @@ describe("core.http", function()
   end)
 
   it("reports a missing ca_file as a certificate failure", function()
-    local c = core.http{ ca_file = srv.dir .. "/no-such.pem" }
+    local c = http{ ca_file = srv.dir .. "/no-such.pem" }
     local ok, code = c:request("GET", srv.tls .. "/task")
     c:close()
     assert.is_nil(ok)
     assert.matches("^CURLE_SSL_CACERT", code)
+  end)
+end)
+
+describe("core.http status lines", function()
+  -- A scripted server that sends the k-th answer of `answers` to the k-th connection, then closes.
+  local function serve(answers)
+    local list = {}
+    for i, a in ipairs(answers) do list[i] = ("%q"):format(a) end
+    return scripted.start("local answers = {" .. table.concat(list, ",") .. [[}
+      local k = 0
+      return function(conn)
+        k = k + 1
+        local answer = answers[k]
+        if conn:request() then conn:send(answer) end
+        conn:close()
+      end
+    ]])
+  end
+  local TAIL = "\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok" -- the rest of each answer
+
+  it("fails on a malformed status line with CURLE_WEIRD_SERVER_REPLY, never reading it as a status", function()
+    local bad = { "HTTP/1.1 2000 OK", "HTTP/1.1 20 OK", "HTTP/1.1 200x OK", "HTTP/1.1  200 OK", "http/1.1 200 OK",
+                  "HTTP/1.12 200 OK", "HTTP/1.1 2OO OK", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 20x OK" }
+    local answers = {}
+    for i, line in ipairs(bad) do answers[i] = line .. TAIL end
+    local server = serve(answers)
+    finally(function() server:stop() end)
+    local h = http{ timeout = 5 }
+    for _, line in ipairs(bad) do
+      local ok, code, msg = h:request("GET", server.url .. "/")
+      assert.is_nil(ok, line)
+      assert.equal("CURLE_WEIRD_SERVER_REPLY", code, line)
+      assert.equal("malformed status line", msg, line)
+    end
+    h:close()
+  end)
+
+  it("reads well-formed status lines, the final one after 1xx answers, and trailers as no status", function()
+    local server = serve({
+      "HTTP/1.1 200" .. TAIL,
+      "HTTP/1.0 204 No Content\r\nConnection: close\r\n\r\n",
+      "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\nHTTP/1.1 201 Created" .. TAIL,
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\r\n\r\n",
+    })
+    finally(function() server:stop() end)
+    local h = http{ timeout = 5 }
+    local function get() return h:request("GET", server.url .. "/") end
+    local status, _, body = get()
+    assert.equal(200, status)
+    assert.equal("ok", body)
+    assert.equal(204, (get()))
+    local headers
+    status, headers, body = get()
+    assert.equal(201, status)
+    assert.equal("ok", body)
+    assert.is_nil(headers["x-interim"]) -- the map holds the final answer's headers only
+    status, _, body = get()
+    assert.equal(200, status)
+    assert.equal("ok", body)
+    h:close()
   end)
 end)

@@ -5,6 +5,7 @@
 -- (get, wait) and carry no key. The README section "When the network or the server misbehaves" is this table in prose.
 local rctasks = require "rctasks"
 local core = require "rctasks.core"
+local curl = require "rctasks.transport.curl"
 local socket = require "socket"
 local sys = require "helpers.sys"
 local free_port = sys.free_port
@@ -246,7 +247,7 @@ describe("fault matrix", function()
 
   it("the redirect trap does see a request that is sent to it (so its silence above means something)", function()
     trap_hits()
-    local h = core.http{ timeout = 0.2 }
+    local h = core.http(curl.options{ timeout = 0.2 })
     h:request("GET", TRAP_URL, nil, nil, 0.2) -- the trap never answers: this times out, having connected
     h:close()
     assert.equal(1, trap_hits())

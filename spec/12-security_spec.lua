@@ -3,10 +3,12 @@
 -- redirects are not followed, and a hostile server cannot make the client allocate without bound.
 local rctasks = require "rctasks"
 local core = require "rctasks.core"
+local curl = require "rctasks.transport.curl"
 local socket = require "socket"
 local sys = require "helpers.sys"
 local free_port = sys.free_port
 local sim = require "helpers.sim"
+local scripted = require "helpers.scripted"
 
 local RETRY = { attempts = 2, base = 0.01, max_delay = 0.02 }
 
@@ -66,7 +68,9 @@ describe("TLS verification", function()
       local ok, err = pcall(rctasks.new, { api_key = "a", secret_key = "b", [name] = false })
       assert.is_false(ok)
       assert.matches("unknown option '" .. name .. "'", err, 1, true)
-      assert.is_false((pcall(core.http, { [name] = false })))
+      local core_ok, core_err = pcall(core.http, curl.options{ [name] = false })
+      assert.is_false(core_ok)
+      assert.matches("unknown option '" .. name .. "'", core_err, 1, true)
     end
   end)
 
@@ -230,6 +234,30 @@ describe("keys", function()
     assert.is_true(#retries > 0)
     assert_no_keys(retries, acct, "on_retry's info")
     c:close()
+  end)
+
+  it("never reach a proxy in clear: http:// ignores the proxy variables, https:// tunnels", function()
+    local acct = sim.account()
+    local proxy = scripted.start([[ return function(conn) conn:request() conn:close() end ]])
+    local tls_target = sim.tls_url():match("^https://([^/]+)")
+    local script = ([[
+      local core, curl = require "rctasks.core", require "rctasks.transport.curl"
+      local c = require("rctasks").new{ api_key = %q, secret_key = %q, base_url = %q, retry = false }
+      local tasks, err = c:list()
+      io.write(tasks and "listed" or tostring(err.code))
+      local h = core.http(curl.options{ ca_file = %q, timeout = 5 }) -- one handle: the proxy per request
+      for _, url in ipairs({ %q, %q, %q }) do io.write(" ", tostring(h:request("GET", url) or "failed")) end
+    ]]):format(acct.key, acct.secret, sim.url(), sim.ca(), sim.url() .. "/tasks", sim.tls_url() .. "/tasks",
+      sim.url() .. "/tasks")
+    local before = sim.stats(acct.key).requests
+    local p = proxy.url
+    local out = child(("http_proxy=%s HTTP_PROXY=%s ALL_PROXY=%s all_proxy=%s https_proxy=%s"):format(p, p, p, p, p),
+      script)
+    local events = proxy:events()
+    proxy:stop()
+    assert.equal("listed 401 failed 401", out) -- the unauthenticated http:// requests got the simulator's 401
+    assert.equal(before + 1, sim.stats(acct.key).requests)
+    assert.same({ "accept 1", "request 1 CONNECT " .. tls_target, "close 1" }, events)
   end)
 
   it("are scrubbed from a server's answer that echoes them back", function()

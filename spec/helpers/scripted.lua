@@ -3,7 +3,7 @@
 -- byte at a time). The script runs in a child process (spec/helpers/scripted_server.lua):
 --   local srv = scripted.start([[ return function(conn, n) ... end ]])
 --   srv.url            "http://127.0.0.1:PORT"
---   srv:events()       the log lines: "accept N", "request N METHOD TARGET", "close N"
+--   srv:events()       the log lines: "accept N", "request N METHOD TARGET", "close N", "unlisten"
 --   srv:requests(m)    how many requests (of method m, if given) the server read
 --   srv:stop()
 local socket = require "socket"

@@ -7,6 +7,7 @@
 --   conn:send(bytes)      -> true | nil, err
 --   conn:sleep(seconds)
 --   conn:close()
+--   conn:close_listener()  stop listening: every later connect is refused
 -- Every request read is logged as "request <n> <method> <target>", every close as "close <n>".
 local socket = require "socket"
 
@@ -82,6 +83,16 @@ function Conn:close()
   end
 end
 
+-- A script may close the listener itself, so that the drop it makes next meets a refused port.
+local listening = true
+function Conn.close_listener()
+  if listening then
+    listening = false
+    server:close()
+    note("unlisten")
+  end
+end
+
 local tasks = {} -- { co =, wait = "read"|"write"|"sleep", on = socket or wake time }
 local count = 0
 
@@ -97,7 +108,7 @@ local function resume(t)
 end
 
 while true do
-  local readers, writers, timeout = { server }, {}, 1
+  local readers, writers, timeout = { listening and server or nil }, {}, 1
   local now = socket.gettime()
   for _, t in ipairs(tasks) do
     if t.wait == "read" then readers[#readers + 1] = t.on
@@ -106,7 +117,7 @@ while true do
   end
   local r, w = socket.select(readers, writers, timeout)
   now = socket.gettime()
-  if r[server] then
+  if listening and r[server] then
     local sock = server:accept()
     if sock then
       sock:settimeout(0)
