@@ -106,7 +106,8 @@ describe("a POST is never sent twice", function()
     assert.is_nil(tasks)
     assert.equal(2, srv:requests("GET"))
     assert.equal("transport", err.kind)
-    assert.equal("connect", err.code); assert.equal("CURLE_COULDNT_CONNECT", err.curl_code) -- the resend's connect, after the read request
+    -- the resend's connect, after the read request
+    assert.equal("connect", err.code); assert.equal("CURLE_COULDNT_CONNECT", err.curl_code)
     assert.is_false(err.unsent)
   end)
 
