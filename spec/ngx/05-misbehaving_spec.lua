@@ -1,6 +1,6 @@
 -- The cosocket transport against servers that misbehave in exact ways (spec/helpers/scripted.lua):
 -- bytes trickled just fast enough to keep a read alive, strange status lines, header blocks built
--- to make a parser slow, bytes past the answer.
+-- to make a parser slow, bytes past the answer, a connection dropped after reading a POST.
 local socket = require "socket"
 local scripted = require "helpers.scripted"
 local H = require "ngx.harness"
@@ -39,7 +39,7 @@ describe("the cosocket transport against misbehaving servers", function()
   local srv
 
   setup(function()
-    local names = { "raw", "wait" }
+    local names = { "raw", "wait", "calls" }
     local locs = {}
     for i, name in ipairs(names) do
       locs[i] = ("    location = /%s { content_by_lua_block { require('handlers').%s() } }"):format(name, name)
@@ -153,5 +153,60 @@ end]])
     assert.is_true(v.ok, v.message)
     for i = 1, 3 do assert.equal("ok", v.answers[i].body, "answer " .. i) end
     assert.equal(3, accepts)
+  end)
+
+  describe("a pooled connection that dies after reading the request", function()
+    -- Connection 1 answers its first request with keep-alive, reads the second and closes
+    -- without an answer; every later connection answers everything.
+    local function dying()
+      return scripted.start([[
+local ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+return function(conn, n)
+  if n == 1 then
+    if not conn:request() then return end
+    conn:send(ok)
+    conn:request()
+    return conn:close()
+  end
+  while conn:request() do conn:send(ok) end
+end]])
+    end
+
+    local function calls(s, list)
+      local status, v = srv:get("/calls?calls=" .. list, { ["x-test-key"] = "k-dying", ["x-test-secret"] = "s-dying",
+        ["x-test-url"] = s.url .. "/v1" })
+      assert.equal(200, status)
+      return v.calls
+    end
+
+    it("never sends a POST twice: the server reads it once, the error is closed and not unsent", function()
+      local s = dying()
+      local out = calls(s, "GET:/tasks,POST:/subscriptions")
+      local posts = s:requests("POST")
+      s:stop()
+      assert.is_true(out[1].ok)
+      assert.is_false(out[2].ok)
+      assert.equal("transport", out[2].kind)
+      assert.equal("closed", out[2].code, out[2].message)
+      assert.is_false(out[2].unsent)
+      assert.equal(1, posts)
+    end)
+
+    it("retries a GET once on a fresh connection, which answers", function()
+      local s = dying()
+      local out = calls(s, "GET:/tasks,GET:/tasks")
+      local events = s:events()
+      local gets = s:requests("GET")
+      s:stop()
+      assert.is_true(out[1].ok)
+      assert.is_true(out[2].ok, out[2].message)
+      assert.equal(3, gets) -- two on the connection that died, one on the fresh one
+      local fresh = {}
+      for _, e in ipairs(events) do
+        local n = e:match("^request (%d+) GET")
+        if n then fresh[#fresh + 1] = tonumber(n) end
+      end
+      assert.same({ 1, 1, 2 }, fresh)
+    end)
   end)
 end)
