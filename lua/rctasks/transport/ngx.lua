@@ -13,6 +13,7 @@
 --   too_large   the body is larger than max_body
 --   bad_response the bytes received are not an HTTP/1.x response we can read
 --   send        the request could not be written
+--   bad_url     the URL is not an http(s) URL this transport can use
 -- err.unsent is true only when the request surely never reached the server.
 local defaults = require "rctasks.defaults"
 local errors = require "rctasks.errors"
@@ -395,7 +396,7 @@ function M:request(req)
   end
   if not req.method:match("^%u+$") then error("rctasks.transport.ngx: bad method", 2) end
   local scheme, host, port, target, authority = parse_url(req.url)
-  if not scheme then return fail("bad_response", "cannot use URL " .. req.url:sub(1, 200)) end
+  if not scheme then return fail("bad_url", "cannot use URL " .. req.url:sub(1, 200), { unsent = true }) end
   local tls = scheme == "https"
 
   ngx.update_time()
