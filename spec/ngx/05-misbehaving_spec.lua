@@ -7,6 +7,13 @@ local H = require "ngx.harness"
 
 local MARGIN = 0.6 -- scheduling slack on a shared 2-core machine, seconds
 
+-- How many connections the scripted server accepted.
+local function connections(s)
+  local n = 0
+  for _, e in ipairs(s:events()) do if e:match("^accept") then n = n + 1 end end
+  return n
+end
+
 local function esc(s) return (s:gsub("[^%w]", function(c) return ("%%%02X"):format(c:byte()) end)) end
 
 -- A scripted server that answers every request of every connection with `answer(conn, req)`.
@@ -141,18 +148,32 @@ end]])
     assert.truthy(elapsed < 5, ("parsing took %.2f s"):format(elapsed))
   end)
 
-  it("does not pool a connection that still holds bytes past the answer", function()
-    -- the extra bytes are a whole second answer: a reused connection would read it as the next one
-    local s = serve([[function(conn)
-  conn:send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale")
-end]])
-    local v = raw(s.url .. "/v1/tasks", "&n=3")
-    local accepts = 0
-    for _, e in ipairs(s:events()) do if e:match("^accept") then accepts = accepts + 1 end end
+  -- `n` requests in a row to a server that sends `bytes` for each: the bodies read, and how many
+  -- connections they took (one each when none may be pooled).
+  local function in_a_row(bytes, n)
+    local s = serve(("function(conn) conn:send(%q) end"):format(bytes))
+    local v = raw(s.url .. "/v1/tasks", "&n=" .. n)
+    local conns = connections(s)
     s:stop()
     assert.is_true(v.ok, v.message)
-    for i = 1, 3 do assert.equal("ok", v.answers[i].body, "answer " .. i) end
-    assert.equal(3, accepts)
+    local bodies = {}
+    for i = 1, n do bodies[i] = v.answers[i].body end
+    return bodies, conns
+  end
+
+  it("does not pool a connection that still holds bytes past the answer", function()
+    -- the extra bytes are a whole second answer nobody asked for: the stream is out of step
+    local bodies, conns = in_a_row("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+      .. "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale", 3)
+    assert.same({ "ok", "ok", "ok" }, bodies)
+    assert.equal(3, conns)
+  end)
+
+  it("reads an answer framed by both chunking and Content-Length by its chunks, and does not pool it", function()
+    local bodies, conns = in_a_row("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n"
+      .. "2\r\nok\r\n0\r\n\r\n", 2)
+    assert.same({ "ok", "ok" }, bodies)
+    assert.equal(2, conns)
   end)
 
   describe("a pooled connection that dies after reading the request", function()
