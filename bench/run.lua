@@ -25,11 +25,11 @@ assert(io.open(ROOT .. "/bench/run.lua"), "run bench/run.lua from the repository
 local S = SMOKE and {
   list = 200, list_iters = 1, task_iters = 1, batch = 10, n_fast = 20, n_conn = 5, n_cli = 2,
   n_tls_conn = 3, tls_count = 20, wrk = 1, durations = { 5 }, scale = 100, wait_all = { 5 },
-  wait_all_duration = 5, mem_small = 10, mem_n = 50,
+  wait_all_duration = 5, mem_small = 10, mem_n = 50, hostile_reps = 1,
 } or {
   list = 10000, list_iters = 10, task_iters = 20, batch = 1000, n_fast = 10000, n_conn = 1000, n_cli = 100,
   n_tls_conn = 300, tls_count = 1000, wrk = 3, durations = { 5, 60, 600 }, scale = 50, wait_all = { 50, 500 },
-  wait_all_duration = 60, mem_small = 1000, mem_n = 100000,
+  wait_all_duration = 60, mem_small = 1000, mem_n = 100000, hostile_reps = 5,
 }
 
 ------------------------------------------------------------------------------------------------
@@ -292,6 +292,10 @@ local ok_run, run_err = pcall(function()
     end)
   end
 
+  for _, lua in ipairs({ "lua5.4", "luajit" }) do
+    case("hostile " .. lua, function(n) record(n, run1(lua, "hostile", { "reps=" .. S.hostile_reps })) end)
+  end
+
   if opts.only then
     local keep = {}
     for _, c in ipairs(cases) do if c.name:find(opts.only) then keep[#keep + 1] = c end end
@@ -527,6 +531,26 @@ for _, lua in ipairs({ "lua5.4", "luajit" }) do
   ::next_lua::
 end
 p("")
+
+-- 5. Hostile input
+if results["hostile lua5.4"] then
+  p("## 5. Hostile input")
+  p("")
+  p("The worst header blocks (64 KiB, 8 KiB lines) and error pages (4 KiB and 8 MiB) under the caps, parsed by")
+  p("`rctasks.transport.http1` (`head_*`, `content_length`, `chunk_size`) or by `errors.http` with the core's")
+  p("decoder (HTML 401 pages of `<title>` and spaces, a page of spaces, Spring JSON padded with spaces):")
+  p("milliseconds per parse, and its ratio to one plain `string.find` over the same bytes (bench/hostile.lua).")
+  p("")
+  p("| input | bytes | lua5.4 ms | vs scan | luajit ms | vs scan |")
+  p("|---|---|---|---|---|---|")
+  local function fig(v, whole) return v and string.format((whole and v >= 10) and "%.0f" or "%.3f", v) or "-" end
+  for input in tostring(results["hostile lua5.4"][1].inputs):gmatch("[^,]+") do
+    local function m(lua, f) return median("hostile " .. lua, input .. "_" .. f) end
+    p("| %s | %d | %s | %s | %s | %s |", input, m("lua5.4", "bytes"), fig(m("lua5.4", "ms")),
+      fig(m("lua5.4", "ratio"), true), fig(m("luajit", "ms")), fig(m("luajit", "ratio"), true))
+  end
+  p("")
+end
 
 p("## Targets")
 p("")

@@ -34,6 +34,7 @@ build = {
     ["rctasks.workflow"] = "lua/rctasks/workflow.lua",
     ["rctasks.transport.curl"] = "lua/rctasks/transport/curl.lua",
     ["rctasks.transport.ngx"] = "lua/rctasks/transport/ngx.lua",
+    ["rctasks.transport.http1"] = "lua/rctasks/transport/http1.lua",
     ["rctasks.core"] = {
       sources = { "csrc/core.c", "csrc/json.c", "csrc/task.c", "csrc/http.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },

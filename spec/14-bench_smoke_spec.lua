@@ -27,7 +27,8 @@ describe("make bench (smoke run)", function()
     for _, v in ipairs({ "Lua 5%.4", "LuaJIT", "libcurl", "nginx/", "lua%-cjson", "LuaSocket" }) do
       assert.truthy(report:find(v), "version of " .. v)
     end
-    for _, s in ipairs({ "## 1. Decode", "## 2. Request path", "## 3. Waiting", "## 4. Memory", "## Targets" }) do
+    for _, s in ipairs({ "## 1. Decode", "## 2. Request path", "## 3. Waiting", "## 4. Memory", "## 5. Hostile input",
+                          "## Targets" }) do
       assert.truthy(report:find(s, 1, true), s)
     end
   end)
@@ -60,6 +61,13 @@ describe("make bench (smoke run)", function()
     assert.truthy(row("| 5 |"), "wait_all row")
     assert.truthy(row("| lua5.4 | "), "memory lua5.4")
     assert.truthy(row("| luajit | "), "memory luajit")
+  end)
+
+  it("times the hostile header blocks and error pages on Lua 5.4 and LuaJIT", function()
+    for _, input in ipairs({ "head_inner", "head_folds", "content_length", "title_8m", "spring_8m" }) do
+      local r = assert(row("| " .. input .. " |"), "hostile row " .. input)
+      assert.truthy(r:match("^| [%w_]+ | %d+ | [%d.]+ | [%d.]+ | [%d.]+ | [%d.]+ |$"), r)
+    end
   end)
 
   it("stops the servers it started", function()

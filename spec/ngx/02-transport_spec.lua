@@ -197,6 +197,16 @@ describe("rctasks in nginx (cosocket transport)", function()
       assert.is_true(v.retryable)
     end)
 
+    it("refuses a URL it cannot use with code bad_url, surely unsent", function()
+      for _, url in ipairs({ "ftp://127.0.0.1/v1/tasks", "http://", "http://127.0.0.1:99999/v1", "tasks" }) do
+        local v = get("/raw?url=" .. esc(url))
+        assert.is_false(v.ok, url)
+        assert.equal("bad_url", v.code, url)
+        assert.is_true(v.unsent, url)
+        assert.is_false(v.retryable, url)
+      end
+    end)
+
     it("gives up on a server that answers too late with code timeout", function()
       local t0 = require("socket").gettime()
       local v = get("/raw?timeout=0.3&url=" .. esc(self_url("/slow?s=3")))

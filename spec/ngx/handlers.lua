@@ -124,6 +124,17 @@ function M.raw()
   return out({ ok = true, status = a.status, body = a.body, headers = a.headers, answers = answers })
 end
 
+-- Client requests in a row on one client (one worker, one keep-alive pool), through its retry
+-- policy: ?calls=GET:/a,POST:/b; answers the outcome of each.
+function M.calls()
+  local c, outcomes = client(), {}
+  for method, path in ngx.var.arg_calls:gmatch("(%u+):([^,]+)") do
+    local v, err = c:request(method, path, method == "POST" and { name = "x" } or nil)
+    outcomes[#outcomes + 1] = v and { ok = true } or err_view(err)
+  end
+  return out({ ok = true, calls = outcomes })
+end
+
 function M.slow()
   ngx.sleep(tonumber(ngx.var.arg_s) or 2)
   ngx.print("late")

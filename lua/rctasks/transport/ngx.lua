@@ -7,14 +7,17 @@
 --   resolve     the host name did not resolve (or no `resolver` directive in nginx.conf)
 --   connect     the TCP connection failed (refused, unreachable)
 --   tls         the TLS handshake failed (certificate not trusted, host name mismatch, protocol)
---   timeout     connect, handshake, send or receive ran past the request's time
+--   timeout     connect, handshake, send or receive ran past the request's deadline (one
+--               deadline for the whole request, however slowly the server trickles bytes)
 --   closed      the server closed the connection before the whole response arrived
 --   too_large   the body is larger than max_body
 --   bad_response the bytes received are not an HTTP/1.x response we can read
 --   send        the request could not be written
+--   bad_url     the URL is not an http(s) URL this transport can use
 -- err.unsent is true only when the request surely never reached the server.
 local defaults = require "rctasks.defaults"
 local errors = require "rctasks.errors"
+local http1 = require "rctasks.transport.http1"
 
 local ngx = rawget(_G, "ngx")
 
@@ -96,43 +99,15 @@ end
 -- Milliseconds left before `deadline` (ngx.now seconds), at least 1 (0 would mean "no timeout").
 local function left_ms(deadline)
   ngx.update_time()
-  local ms = math.floor((deadline - ngx.now()) * 1000)
+  local ms = math.ceil((deadline - ngx.now()) * 1000)
   return ms < 1 and 1 or ms
-end
-
--- Arm the socket with what is left of the deadline; false once it has passed (a trickling server
--- could otherwise keep a loop of 1 ms reads going past it).
-local function arm(sock, deadline)
-  ngx.update_time()
-  if ngx.now() >= deadline then return false end
-  sock:settimeout(left_ms(deadline))
-  return true
-end
-
-local function past_deadline()
-  return fail("timeout", "response not complete before the deadline", { retryable = true })
-end
-
--- One line (without CRLF) through a receiveuntil("\r\n") iterator, at most `max` bytes.
-local function read_line(reader, max)
-  local parts, n = {}, 0
-  while true do
-    local data, err = reader(max + 1)
-    if not data then
-      if err then return nil, err end
-      return table.concat(parts)
-    end
-    n = n + #data
-    if n > max then return nil, "line too long" end
-    parts[#parts + 1] = data
-  end
 end
 
 -- Cosocket error text -> a transport error (what `step` was doing decides code and unsent).
 local function io_error(step, err, got_bytes)
   local unsent = (step == "connect" or step == "tls") -- nothing of the request was written yet
   if err == "timeout" then
-    return fail("timeout", step .. " timed out", { retryable = true, unsent = unsent })
+    return fail("timeout", step .. " not done within the request's timeout", { retryable = true, unsent = unsent })
   end
   if step == "connect" then
     if err:find("resolve", 1, true) or err:find("resolver", 1, true) then
@@ -157,101 +132,165 @@ local function io_error(step, err, got_bytes)
   return fail("closed", step .. " failed: " .. err, { retryable = true })
 end
 
--- Header block -> status, headers map (lower-cased names, repeats joined by ", "), http minor.
-local function read_head(reader)
-  local total = 0
-  local line, err = read_line(reader, MAX_LINE)
-  if not line then
-    if err == "line too long" then return fail("bad_response", "status line too long") end
-    return io_error("receive", err, false)
-  end
-  local minor, status = line:match("^HTTP/1%.(%d) (%d%d%d)")
-  if not status then
-    return fail("bad_response", "not an HTTP/1.x status line: " .. line:sub(1, 60))
-  end
-  local headers, last = {}, nil
+local function too_large(max_body)
+  return fail("too_large", "response body larger than max_body (" .. max_body .. " bytes)")
+end
+
+------------------------------------------------------------------------------------------------
+-- The reader: one buffer over sock:receiveany. A cosocket's read timeout restarts with every
+-- packet, so each wait is armed with what is left of the request's deadline and the deadline is
+-- checked before each one: a server trickling bytes is cut at the deadline all the same.
+-- Every byte is searched and copied a bounded number of times (lines are looked for in new data
+-- only), and every read is capped, so reading is linear in what the server sends.
+
+local RECV = 65536 -- most bytes asked of one receiveany
+
+local Reader = {}
+Reader.__index = Reader
+
+local function reader(sock, deadline)
+  return setmetatable({ sock = sock, deadline = deadline, buf = "", pos = 1, got = 0 }, Reader)
+end
+
+-- Unread bytes in the buffer (a connection holding some cannot go back to the pool).
+function Reader:pending() return #self.buf - self.pos + 1 end
+
+-- Replace the (consumed) buffer with what the socket has next, at most `max` bytes -> true | nil, err.
+function Reader:fill(max)
+  ngx.update_time()
+  if ngx.now() >= self.deadline then return nil, "timeout" end
+  self.sock:settimeout(left_ms(self.deadline))
+  local data, err = self.sock:receiveany(max or RECV)
+  if not data then return nil, err end
+  self.buf, self.pos, self.got = data, 1, self.got + #data
+  return true
+end
+
+-- One line without its LF (and the CR before it), at most `max` bytes -> line | nil, err
+-- ("too long", or the socket's error).
+function Reader:line(max)
+  local parts, n = nil, 0
   while true do
-    line, err = read_line(reader, MAX_LINE)
-    if not line then
-      if err == "line too long" then return fail("bad_response", "header line too long") end
-      return io_error("receive", err, true)
+    local buf, pos = self.buf, self.pos
+    local len = #buf
+    if pos <= len then
+      local nl = buf:find("\n", pos, true)
+      local stop = (nl or len + 1) - 1
+      n = n + stop - pos + 1
+      if n > max + 1 then return nil, "too long" end -- +1: the CR is not part of the line
+      local piece = buf:sub(pos, stop)
+      if nl then
+        self.pos = nl + 1
+        local line = parts and (table.concat(parts) .. piece) or piece
+        if line:byte(-1) == 13 then line = line:sub(1, -2) end
+        if #line > max then return nil, "too long" end
+        return line
+      end
+      parts = parts or {}
+      parts[#parts + 1] = piece
+      self.pos = len + 1
     end
-    if line == "" then break end
-    total = total + #line + 2
-    if total > MAX_HEAD then return fail("bad_response", "response headers larger than " .. MAX_HEAD .. " bytes") end
-    if line:find("^[ \t]") and last then -- obsolete line folding: part of the previous value
-      headers[last] = headers[last] .. " " .. line:match("^%s*(.-)%s*$")
+    local ok, err = self:fill()
+    if not ok then return nil, err end
+  end
+end
+
+-- Exactly `n` bytes -> string | nil, err. Never asks the socket for more than it needs.
+function Reader:bytes(n)
+  local parts, need = {}, n
+  while need > 0 do
+    local buf, pos = self.buf, self.pos
+    local have = #buf - pos + 1
+    if have <= 0 then
+      local ok, err = self:fill(math.min(need, RECV))
+      if not ok then return nil, err end
     else
-      local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
-      if not name then return fail("bad_response", "malformed header line") end
-      name = name:lower()
-      headers[name] = headers[name] and (headers[name] .. ", " .. value) or value
-      last = name
+      local take = have < need and have or need
+      parts[#parts + 1] = (pos == 1 and take == #buf) and buf or buf:sub(pos, pos + take - 1)
+      self.pos, need = pos + take, need - take
     end
-  end
-  return tonumber(status), headers, tonumber(minor)
-end
-
-local function has_token(value, token)
-  if not value then return false end
-  for t in value:lower():gmatch("[^,%s]+") do
-    if t == token then return true end
-  end
-  return false
-end
-
--- Chunked body, every size bounded; returns body or nil, err.
-local function read_chunked(sock, reader, max_body, deadline)
-  local parts, n = {}, 0
-  while true do
-    if not arm(sock, deadline) then return past_deadline() end
-    local line, err = read_line(reader, MAX_LINE)
-    if not line then
-      if err == "line too long" then return fail("bad_response", "chunk-size line too long") end
-      return io_error("receive", err, true)
-    end
-    local hex = line:match("^(%x+)%s*;?") or line:match("^(%x+)%s*$")
-    if not hex or #hex > 8 then return fail("bad_response", "bad chunk size line") end
-    local size = tonumber(hex, 16)
-    if size == 0 then break end
-    if n + size > max_body then
-      return fail("too_large", "response body larger than max_body (" .. max_body .. " bytes)")
-    end
-    local data
-    data, err = sock:receive(size)
-    if not data then return io_error("receive", err, true) end
-    parts[#parts + 1] = data
-    n = n + size
-    local crlf
-    crlf, err = sock:receive(2)
-    if not crlf then return io_error("receive", err, true) end
-    if crlf ~= "\r\n" then return fail("bad_response", "chunk not followed by CRLF") end
-  end
-  local trailers = 0
-  while true do -- trailer section, ignored, ends with an empty line
-    local line, err = read_line(reader, MAX_LINE)
-    if not line then return io_error("receive", err or "bad trailer", true) end
-    if line == "" then break end
-    trailers = trailers + #line
-    if trailers > MAX_HEAD then return fail("bad_response", "chunked trailers too large") end
   end
   return table.concat(parts)
 end
 
--- Body until the server closes (no length given): never reusable.
-local function read_to_close(sock, max_body, deadline)
+-- Everything until the server closes, at most `max` bytes -> string | nil, err ("too large", ...).
+function Reader:rest(max)
+  local parts, n = {}, self:pending()
+  if n > 0 then parts[1] = self.buf:sub(self.pos) end
+  self.buf, self.pos = "", 1
+  while n <= max do
+    local ok, err = self:fill()
+    if not ok then
+      if err == "closed" then return table.concat(parts) end
+      return nil, err
+    end
+    n = n + #self.buf
+    parts[#parts + 1] = self.buf
+    self.buf, self.pos = "", 1
+  end
+  return nil, "too large"
+end
+
+-- The reader's error -> a transport error (nil, err).
+local function read_error(r, err, what)
+  if err == "too long" then return fail("bad_response", what .. " longer than " .. MAX_LINE .. " bytes") end
+  return io_error("receive", err, r.got > 0)
+end
+
+------------------------------------------------------------------------------------------------
+-- Reading one response
+
+-- Header block -> status, headers map (lower-cased names, repeats joined by ", "), http minor.
+local function read_head(r)
+  local line, err = r:line(MAX_LINE)
+  if not line then return read_error(r, err, "status line") end
+  local status, minor = http1.status_line(line)
+  if not status then return fail("bad_response", minor) end
+  local lines, n, total = {}, 0, #line + 2
+  while true do
+    line, err = r:line(MAX_LINE)
+    if not line then return read_error(r, err, "header line") end
+    if line == "" then break end
+    total = total + #line + 2
+    if total > MAX_HEAD then return fail("bad_response", "response headers larger than " .. MAX_HEAD .. " bytes") end
+    n = n + 1
+    lines[n] = line
+  end
+  local headers, why = http1.fields(lines, 1, n)
+  if not headers then return fail("bad_response", why) end
+  return status, headers, minor
+end
+
+-- Chunked body, every size bounded; returns body or nil, err.
+local function read_chunked(r, max_body)
   local parts, n = {}, 0
   while true do
-    if not arm(sock, deadline) then return past_deadline() end
-    local data, err = sock:receiveany(65536)
-    if not data then
-      if err == "closed" then return table.concat(parts) end
-      return io_error("receive", err, true)
-    end
-    n = n + #data
-    if n > max_body then return fail("too_large", "response body larger than max_body (" .. max_body .. " bytes)") end
+    local line, err = r:line(MAX_LINE)
+    if not line then return read_error(r, err, "chunk-size line") end
+    local size, why = http1.chunk_size(line)
+    if not size then return fail("bad_response", why) end
+    if size == 0 then break end
+    if n + size > max_body then return too_large(max_body) end
+    local data
+    data, err = r:bytes(size)
+    if not data then return read_error(r, err) end
     parts[#parts + 1] = data
+    n = n + size
+    line, err = r:line(0)
+    if not line then
+      if err == "too long" then return fail("bad_response", "chunk not followed by CRLF") end
+      return read_error(r, err)
+    end
   end
+  local trailers = 0
+  while true do -- trailer section, ignored, ends with an empty line
+    local line, err = r:line(MAX_LINE)
+    if not line then return read_error(r, err, "trailer line") end
+    if line == "" then break end
+    trailers = trailers + #line + 2
+    if trailers > MAX_HEAD then return fail("bad_response", "chunked trailers too large") end
+  end
+  return table.concat(parts)
 end
 
 -- TLS with verification and SNI -> true | nil, err. resty.core 0.1.25 asserts (raises) when a
@@ -269,6 +308,35 @@ local function handshake(sock, host)
       { unsent = true, retryable = not tostring(err):find("certificate", 1, true) })
   end
   return true
+end
+
+-- The body after `headers` -> body, reusable | nil, err.
+local function read_body(r, headers, max_body)
+  local te, cl = headers["transfer-encoding"], headers["content-length"]
+  if te then
+    local codings = http1.tokens(te)
+    if #codings ~= 1 or codings[1] ~= "chunked" then
+      return fail("bad_response", "unsupported transfer-encoding: " .. te:sub(1, 60))
+    end
+    local body, err = read_chunked(r, max_body)
+    if not body then return nil, err end
+    -- with both framings the length is the chunking's, and the connection is not trusted again
+    return body, cl == nil
+  end
+  if cl then
+    local len, why = http1.content_length(cl)
+    if not len then return fail("bad_response", why) end
+    if len > max_body then return too_large(max_body) end
+    local body, err = r:bytes(len)
+    if not body then return read_error(r, err) end
+    return body, true
+  end
+  local body, err = r:rest(max_body) -- no length given: until the server closes, never reusable
+  if not body then
+    if err == "too large" then return too_large(max_body) end
+    return read_error(r, err)
+  end
+  return body, false
 end
 
 -- One exchange on a connected socket: returns res, reusable | nil, err, nothing_received.
@@ -294,57 +362,26 @@ local function exchange(self, sock, req, host_header, target, deadline)
   local ok, err = sock:send(table.concat(lines, "\r\n"))
   if not ok then return nil, select(2, io_error("send", err)), true end
 
-  local reader = sock:receiveuntil("\r\n")
+  local r = reader(sock, deadline)
   local status, headers, minor
   for _ = 1, MAX_INFORMATIONAL + 1 do
-    sock:settimeout(left_ms(deadline))
-    local e
-    status, headers, minor = read_head(reader)
+    status, headers, minor = read_head(r)
     if not status then
-      e = headers
       -- nothing at all came back: a pooled connection the server had already closed
-      return nil, e, e.code == "closed" and e.message:find("before any response", 1, true) ~= nil
+      return nil, headers, headers.code == "closed" and r.got == 0
     end
     if status >= 200 or status == 101 then break end
     status = nil
   end
   if not status then return fail("bad_response", "too many informational (1xx) responses") end
 
-  local body_out
-  local reusable = minor >= 1 and not has_token(headers.connection, "close")
-  if req.method == "HEAD" or status == 204 or status == 304 or status < 200 then
-    body_out = ""
-  elseif headers["transfer-encoding"] then
-    if not has_token(headers["transfer-encoding"], "chunked") then
-      return fail("bad_response", "unsupported transfer-encoding: " .. headers["transfer-encoding"])
-    end
-    local b, e = read_chunked(sock, reader, self.max_body, deadline)
-    if not b then return nil, e end
-    body_out = b
-  elseif headers["content-length"] then
-    local cl = headers["content-length"]
-    local first = cl:match("^(%d+)")
-    for v in cl:gmatch("[^,%s]+") do -- repeated Content-Length must agree (RFC 9110 8.6)
-      if v ~= first then return fail("bad_response", "bad Content-Length: " .. cl:sub(1, 40)) end
-    end
-    local len = first and #first <= 15 and tonumber(first)
-    if not len then return fail("bad_response", "bad Content-Length: " .. cl:sub(1, 40)) end
-    if len > self.max_body then
-      return fail("too_large", "response body larger than max_body (" .. self.max_body .. " bytes)")
-    end
-    if len == 0 then
-      body_out = ""
-    else
-      sock:settimeout(left_ms(deadline))
-      local b, e = sock:receive(len)
-      if not b then return io_error("receive", e, true) end
-      body_out = b
-    end
-  else
-    local b, e = read_to_close(sock, self.max_body, deadline)
-    if not b then return nil, e end
-    body_out, reusable = b, false
+  local body_out, reusable = "", true
+  if not (req.method == "HEAD" or status == 204 or status == 304 or status < 200) then
+    body_out, reusable = read_body(r, headers, self.max_body)
+    if not body_out then return nil, reusable end
   end
+  -- bytes past the answer mean the framing was not what it said: that connection is not reused
+  reusable = reusable and minor >= 1 and not http1.has_token(headers.connection, "close") and r:pending() == 0
   return { status = status, headers = headers, body = body_out }, reusable
 end
 
@@ -359,7 +396,7 @@ function M:request(req)
   end
   if not req.method:match("^%u+$") then error("rctasks.transport.ngx: bad method", 2) end
   local scheme, host, port, target, authority = parse_url(req.url)
-  if not scheme then return fail("bad_response", "cannot use URL " .. req.url:sub(1, 200)) end
+  if not scheme then return fail("bad_url", "cannot use URL " .. req.url:sub(1, 200), { unsent = true }) end
   local tls = scheme == "https"
 
   ngx.update_time()
