@@ -12,6 +12,14 @@ M.MAX_HEADER = defaults.request.max_header
 
 local SP, HTAB, SEMI = 32, 9, 59
 
+-- Server text for a message: whole when short, else only its size. Never a cut piece: a cut
+-- could end inside an API key the server echoed, and a key prefix cannot be redacted.
+local function quoted(s)
+  if #s <= 64 and not s:find("%c") then return "'" .. s .. "'" end
+  return "(" .. #s .. " bytes)"
+end
+M.quoted = quoted
+
 -- First and last index of s[i..j] without surrounding spaces and tabs, or nil when nothing is left.
 -- The scan from the left stops at the first other byte, the loop from the right never passes it.
 local function span(s, i, j)
@@ -39,7 +47,7 @@ end
 function M.status_line(line)
   local minor, code, after = line:match("^HTTP/1%.([01]) (%d%d%d)()")
   if not minor or (after <= #line and line:byte(after) ~= SP) then
-    return nil, "not an HTTP/1.x status line: " .. line:sub(1, 60)
+    return nil, "not an HTTP/1.x status line: " .. quoted(line)
   end
   local status = tonumber(code)
   if status < 100 or status > 599 then return nil, "status code out of range: " .. code end
@@ -155,13 +163,13 @@ function M.content_length(value)
     local comma = value:find(",", i, true) or len + 1
     local a, b = span(value, i, comma - 1)
     local e = a and select(2, value:find("^%d+", a))
-    if not e or e ~= b then return nil, "bad Content-Length: " .. value:sub(1, 40) end
+    if not e or e ~= b then return nil, "bad Content-Length: " .. quoted(value) end
     local lead = value:find("[^0]", a)
     local v = 0
     if lead and lead <= b then
       v = b - lead + 1 > 15 and math.huge or tonumber(value:sub(lead, b))
     end
-    if n and v ~= n then return nil, "bad Content-Length: " .. value:sub(1, 40) end
+    if n and v ~= n then return nil, "bad Content-Length: " .. quoted(value) end
     n = v
     if comma > len then return n end
     i = comma + 1

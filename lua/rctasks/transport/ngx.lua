@@ -18,6 +18,7 @@
 local defaults = require "rctasks.defaults"
 local errors = require "rctasks.errors"
 local http1 = require "rctasks.transport.http1"
+local url = require "rctasks.url"
 
 local ngx = rawget(_G, "ngx")
 
@@ -73,23 +74,6 @@ function M.new(opts)
   end
   if type(self.resolve) ~= "table" then error("rctasks.transport.ngx: option 'resolve' must be a table", 2) end
   return self
-end
-
--- scheme, host (no brackets), port, request target, Host header value; nil on a URL we cannot use.
-local function parse_url(url)
-  local scheme, authority, target = url:match("^(%a[%w+.-]*)://([^/?#]+)([^#]*)$")
-  if not scheme then return nil end
-  scheme = scheme:lower()
-  if scheme ~= "http" and scheme ~= "https" then return nil end
-  local host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
-  if not host then host, port = authority:match("^([^:@]+):?(%d*)$") end
-  if not host then return nil end
-  local default = scheme == "https" and 443 or 80
-  port = tonumber(port) or default
-  if port < 1 or port > 65535 then return nil end
-  if target == "" then target = "/" end
-  if target:sub(1, 1) ~= "/" then target = "/" .. target end
-  return scheme, host:lower(), port, target, authority
 end
 
 local function is_ip(host)
@@ -316,7 +300,7 @@ local function read_body(r, headers, max_body)
   if te then
     local codings = http1.tokens(te)
     if #codings ~= 1 or codings[1] ~= "chunked" then
-      return fail("bad_response", "unsupported transfer-encoding: " .. te:sub(1, 60))
+      return fail("bad_response", "unsupported transfer-encoding: " .. http1.quoted(te))
     end
     local body, err = read_chunked(r, max_body)
     if not body then return nil, err end
@@ -395,9 +379,10 @@ function M:request(req)
     error("rctasks.transport.ngx: request wants {method=, url=, headers=, body=, timeout=}", 2)
   end
   if not req.method:match("^%u+$") then error("rctasks.transport.ngx: bad method", 2) end
-  local scheme, host, port, target, authority = parse_url(req.url)
-  if not scheme then return fail("bad_url", "cannot use URL " .. req.url:sub(1, 200), { unsent = true }) end
-  local tls = scheme == "https"
+  local u, why = url.parse(req.url)
+  if not u then return fail("bad_url", "cannot use the request's URL (" .. why .. ")", { unsent = true }) end
+  local host, port, target, authority = u.host, u.port, u.target, u.authority
+  local tls = u.scheme == "https"
 
   ngx.update_time()
   local deadline = ngx.now() + (req.timeout or self.timeout)
