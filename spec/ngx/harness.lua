@@ -143,33 +143,33 @@ end
 
 function H.log(srv) return read(srv.dir .. "/logs/error.log") or "" end
 
--- One HTTP/1.0 exchange (nginx then neither chunks nor keeps the connection): status, body
--- (decoded when JSON), headers | nil, err.
-function H.request(srv, method, path, headers, timeout)
+-- One HTTP/1.0 exchange (nginx then neither chunks nor keeps the connection), a POST with `body`
+-- (default empty): status, body (decoded when JSON), headers | nil, err.
+function H.request(srv, method, path, headers, timeout, body)
   local c = socket.tcp()
   c:settimeout(timeout or 30)
   local ok, err = c:connect("127.0.0.1", srv.port)
   if not ok then c:close(); return nil, err end
   local lines = { method .. " " .. path .. " HTTP/1.0", "Host: 127.0.0.1:" .. srv.port }
   for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
-  if method == "POST" then lines[#lines + 1] = "Content-Length: 0" end
-  ok, err = c:send(table.concat(lines, "\r\n") .. "\r\n\r\n")
+  if method == "POST" then lines[#lines + 1] = "Content-Length: " .. #(body or "") end
+  ok, err = c:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or ""))
   if not ok then c:close(); return nil, err end
   local data, rerr, partial = c:receive("*a")
   c:close()
   data = data or partial
   if not data or data == "" then return nil, rerr end
-  local head, body = data:match("^(.-)\r\n\r\n(.*)$")
+  local head, answer = data:match("^(.-)\r\n\r\n(.*)$")
   if not head then return nil, "no header block" end
   local status = tonumber(head:match("^HTTP/1%.%d (%d%d%d)"))
   local h = {}
   for k, v in head:gmatch("\n([^:\r\n]+):%s*([^\r\n]*)") do h[k:lower()] = v end
-  local v = (h["content-type"] or ""):find("json", 1, true) and sim.decode(body) or body
+  local v = (h["content-type"] or ""):find("json", 1, true) and sim.decode(answer) or answer
   return status, v, h
 end
 
 function H.get(srv, path, headers, timeout) return H.request(srv, "GET", path, headers, timeout) end
-function H.post(srv, path, headers, timeout) return H.request(srv, "POST", path, headers, timeout) end
+function H.post(srv, path, headers, timeout, body) return H.request(srv, "POST", path, headers, timeout, body) end
 
 -- Headers that name a test account to the handlers (spec/ngx/handlers.lua).
 function H.account_headers(acct, extra)
