@@ -31,7 +31,7 @@ end
 
 local ROOT = must("pwd"):match("[^\n]+")
 local DIR = must("mktemp -d /tmp/rctasks-profile.XXXXXX"):match("%S+")
-must("mkdir -p " .. DIR .. "/tmp " .. DIR .. "/certs")
+must(ROOT .. "/scripts/stage " .. DIR) -- the fixed nginx's prefix, and the way to the sim's (DIR/certs)
 -- The simulator's start makes a CA and a server certificate; only the files are used.
 must(ROOT .. "/scripts/sim start " .. DIR .. "/certs --tls")
 must(ROOT .. "/scripts/sim stop " .. DIR .. "/certs")

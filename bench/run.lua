@@ -69,9 +69,15 @@ end
 local DIR = must("mktemp -d /tmp/rctasks-bench.XXXXXX"):match("%S+")
 local started = {} -- pid files of the nginx we started, stopped at the end whatever happens
 
-local function nginx_start(name, template, vars, env)
+-- Install what an nginx's workers load into DIR, the prefix of both bench nginx (scripts/stage).
+local function stage(parts)
+  must(ROOT .. "/scripts/stage " .. DIR .. " " .. table.concat(parts or {}, " "))
+end
+
+local function nginx_start(name, template, vars, env, parts)
+  stage(parts)
   local conf = readfile(ROOT .. "/bench/nginx/" .. template)
-  vars.DIR, vars.ROOT = DIR, ROOT
+  vars.DIR = DIR
   conf = conf:gsub("@([%u_]+)@", function(k) return assert(vars[k], k) end)
   local path = DIR .. "/" .. name .. ".conf"
   writefile(path, conf)
@@ -155,6 +161,7 @@ end
 
 print("bench: starting the simulator and the fixed-body nginx in " .. DIR)
 local ok_run, run_err = pcall(function()
+  stage() -- DIR opened to nginx's workers first: the sim's prefix, DIR/sim, lies inside it
   must(ROOT .. "/scripts/sim start " .. DIR .. "/sim --tls")
   local SIM_URL = readfile(DIR .. "/sim/url"):match("%S+")
   local SIM_TLS = readfile(DIR .. "/sim/tls_url"):match("%S+")
@@ -162,7 +169,6 @@ local ok_run, run_err = pcall(function()
   sim.url = function() return SIM_URL end
   local SIM_ENV = "RCTASKS_SIM_URL=" .. SIM_URL
 
-  must("mkdir -p " .. DIR .. "/tmp")
   local body, TASK_ID = lib.task_body()
   local fixed_port, fixed_tls = free_port(), free_port()
   nginx_start("fixed", "fixed.conf.in", { PORT = fixed_port, TLS_PORT = fixed_tls, BODY = body,
@@ -177,7 +183,8 @@ local ok_run, run_err = pcall(function()
     front_port = free_port()
     -- The handlers read their keys and target from the environment nginx starts with (`env`).
     local okf, ferr = pcall(nginx_start, "front", "front.conf.in", { PORT = front_port, UPSTREAM_PORT = fixed_port },
-      ". " .. DIR .. "/env.sh && BENCH_BASE=" .. FIXED .. " BENCH_ID=" .. TASK_ID .. " ")
+      ". " .. DIR .. "/env.sh && BENCH_BASE=" .. FIXED .. " BENCH_ID=" .. TASK_ID .. " ",
+      { "rctasks", "bench/ngx_handler.lua" })
     if not okf then
       print("bench: front nginx did not start, cosocket case skipped: " .. tostring(ferr))
       front_port = nil

@@ -56,6 +56,12 @@ describe("make bench (smoke run)", function()
     assert.equal("1", hs)
   end)
 
+  it("serves rctasks from its front nginx, whose workers load it from their prefix", function()
+    assert.is_nil(log:find("cosocket case skipped", 1, true), log)
+    local r = assert(row("| `client:get` over the cosocket transport"), "nginx cosocket row")
+    assert.truthy(r:find("| %d+ |$"), r)
+  end)
+
   it("waits with each schedule and reports memory for both Lua ABIs", function()
     assert.truthy(row("| 5 s |"), "wait row")
     assert.truthy(row("| 5 |"), "wait_all row")

@@ -4,13 +4,14 @@ local socket = require "socket"
 local sim = require "helpers.sim"
 local H = require "ngx.harness"
 
--- The example with this machine's paths: port, rctasks from the repo, the sim's CA, temp paths.
+-- The example with this machine's paths: port, the install tree (rctasks staged into the prefix
+-- with the layout of /usr/local), the sim's CA, temp paths.
 local function example_conf()
   local text = assert(H.read(H.ROOT .. "/examples/nginx.conf"), "examples/nginx.conf missing")
   text = H.replace(text, "listen 127.0.0.1:8080;", "listen 127.0.0.1:@PORT@;")
   text = H.replace(text, '"/usr/local/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?/init.lua;;"',
-    '"@ROOT@/lua/?.lua;@ROOT@/lua/?/init.lua;;"')
-  text = H.replace(text, '"/usr/local/lib/lua/5.1/?.so;;"', '"@ROOT@/build/jit/?.so;;"')
+    '"@DIR@/share/lua/5.1/?.lua;@DIR@/share/lua/5.1/?/init.lua;;"')
+  text = H.replace(text, '"/usr/local/lib/lua/5.1/?.so;;"', '"@DIR@/lib/lua/5.1/?.so;;"')
   text = H.replace(text, "/etc/ssl/certs/ca-certificates.crt", sim.ca())
   text = H.replace(text, "http {\n", "http {\n    " .. H.temp_paths())
   return text
@@ -28,7 +29,8 @@ describe("examples/nginx.conf", function()
 
   setup(function()
     acct = sim.account({ step = 0.2 })
-    srv = H.start(example_conf(), { env = { REDISCLOUD_ACCESS_KEY = acct.key, REDISCLOUD_SECRET_KEY = acct.secret,
+    srv = H.start(example_conf(), { stage = { "rctasks" },
+                                    env = { REDISCLOUD_ACCESS_KEY = acct.key, REDISCLOUD_SECRET_KEY = acct.secret,
                                             REDISCLOUD_URL = H.tls_url_by_name() } })
   end)
 

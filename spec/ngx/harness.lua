@@ -1,6 +1,7 @@
 -- Starts and stops test nginx instances for spec/ngx: Debian's nginx with its Lua module (OpenResty's
--- LuaJIT), the rctasks core built for LuaJIT, an own temp prefix, a free loopback port, `daemon on`,
--- stopped by its pid file. Also a small LuaSocket HTTP client for driving them.
+-- LuaJIT), an own temp prefix holding the code its workers load (scripts/stage: rctasks, the core
+-- built for LuaJIT, the handlers), a free loopback port, `daemon on`, stopped by its pid file.
+-- Also a small LuaSocket HTTP client for driving them.
 local socket = require "socket"
 local sys = require "helpers.sys"
 local sh = sys.sh
@@ -54,8 +55,8 @@ function H.config(o)
     "events { worker_connections 1024; }",
     "http {",
     "  access_log off;", "  " .. H.temp_paths(),
-    '  lua_package_path "@ROOT@/lua/?.lua;@ROOT@/lua/?/init.lua;@ROOT@/spec/ngx/?.lua;;";',
-    '  lua_package_cpath "@ROOT@/build/jit/?.so;;";',
+    '  lua_package_path "@DIR@/share/lua/5.1/?.lua;@DIR@/share/lua/5.1/?/init.lua;;";',
+    '  lua_package_cpath "@DIR@/lib/lua/5.1/?.so;;";',
     "  lua_socket_log_errors off;",
     o.http or "",
     "  server {",
@@ -73,13 +74,26 @@ local function listening(port)
   return ok ~= nil
 end
 
+-- What the workers of H.config's handlers load: rctasks, its core and spec/ngx/handlers.lua.
+H.STAGE = { "rctasks", "spec/ngx/handlers.lua" }
+
+-- Install `parts` from the checkout at `root` into the prefix `dir` (scripts/stage) or raise.
+function H.stage(dir, parts, root)
+  local cmd = (root or H.ROOT) .. "/scripts/stage " .. dir .. " " .. table.concat(parts, " ")
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("*a")
+  if not p:close() then error(cmd .. " failed: " .. out, 2) end
+end
+
 -- Start nginx from `conf` (text with @PORT@, @DIR@, @ROOT@). opts.env: variables for nginx's
--- environment (keys go here, never on a command line that is printed). Returns a server object.
+-- environment (keys go here, never on a command line that is printed); opts.stage: what its
+-- workers load (default H.STAGE), from the checkout opts.root (default H.ROOT). Returns a server object.
 function H.start(conf, opts)
   opts = opts or {}
-  assert(read(H.ROOT .. "/build/jit/rctasks/core.so"), "build/jit/rctasks/core.so missing: run make build")
   local dir = H.tmpdir()
-  assert(sh("mkdir -p " .. dir .. "/logs " .. dir .. "/tmp"))
+  local staged, err = pcall(H.stage, dir, opts.stage or H.STAGE, opts.root)
+  if not staged then sh("rm -rf " .. dir); error(err, 2) end
+  assert(sh("mkdir -p " .. dir .. "/logs"))
   local envs = {}
   for k, v in pairs(opts.env or {}) do
     assert(tostring(v):match("^[%w%-_.:/]*$"), "env value with shell characters")
@@ -129,33 +143,33 @@ end
 
 function H.log(srv) return read(srv.dir .. "/logs/error.log") or "" end
 
--- One HTTP/1.0 exchange (nginx then neither chunks nor keeps the connection): status, body
--- (decoded when JSON), headers | nil, err.
-function H.request(srv, method, path, headers, timeout)
+-- One HTTP/1.0 exchange (nginx then neither chunks nor keeps the connection), a POST with `body`
+-- (default empty): status, body (decoded when JSON), headers | nil, err.
+function H.request(srv, method, path, headers, timeout, body)
   local c = socket.tcp()
   c:settimeout(timeout or 30)
   local ok, err = c:connect("127.0.0.1", srv.port)
   if not ok then c:close(); return nil, err end
   local lines = { method .. " " .. path .. " HTTP/1.0", "Host: 127.0.0.1:" .. srv.port }
   for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
-  if method == "POST" then lines[#lines + 1] = "Content-Length: 0" end
-  ok, err = c:send(table.concat(lines, "\r\n") .. "\r\n\r\n")
+  if method == "POST" then lines[#lines + 1] = "Content-Length: " .. #(body or "") end
+  ok, err = c:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or ""))
   if not ok then c:close(); return nil, err end
   local data, rerr, partial = c:receive("*a")
   c:close()
   data = data or partial
   if not data or data == "" then return nil, rerr end
-  local head, body = data:match("^(.-)\r\n\r\n(.*)$")
+  local head, answer = data:match("^(.-)\r\n\r\n(.*)$")
   if not head then return nil, "no header block" end
   local status = tonumber(head:match("^HTTP/1%.%d (%d%d%d)"))
   local h = {}
   for k, v in head:gmatch("\n([^:\r\n]+):%s*([^\r\n]*)") do h[k:lower()] = v end
-  local v = (h["content-type"] or ""):find("json", 1, true) and sim.decode(body) or body
+  local v = (h["content-type"] or ""):find("json", 1, true) and sim.decode(answer) or answer
   return status, v, h
 end
 
 function H.get(srv, path, headers, timeout) return H.request(srv, "GET", path, headers, timeout) end
-function H.post(srv, path, headers, timeout) return H.request(srv, "POST", path, headers, timeout) end
+function H.post(srv, path, headers, timeout, body) return H.request(srv, "POST", path, headers, timeout, body) end
 
 -- Headers that name a test account to the handlers (spec/ngx/handlers.lua).
 function H.account_headers(acct, extra)
