@@ -9,6 +9,7 @@ local cjson = require("cjson").new() -- a private instance: settings here never 
 local rctasks = require "rctasks"
 local check = require "rctasks.check"
 local core = require "rctasks.core"
+local defaults = require "rctasks.defaults"
 local taskmod = require "rctasks.task"
 
 cjson.encode_invalid_numbers("null") -- a task holding 1e400 still prints (as null)
@@ -63,9 +64,9 @@ Wait for a task to end. On a terminal a live status line shows the status, the e
 and the next poll; piped, one line per status change. Exits 0 when the task completed, 1 when
 it failed, 3 at the timeout, 4 on an API or network error.
 
-  --timeout S        give up after S seconds (default 1800)
-  --interval S       first delay between polls (default 1; it doubles up to --max-interval)
-  --max-interval S   longest delay between polls (default 30)
+  --timeout S        give up after S seconds (default @timeout@)
+  --interval S       first delay between polls (default @interval@; it doubles up to --max-interval)
+  --max-interval S   longest delay between polls (default @max_interval@)
   --json             print the final task as one JSON object, no progress
 ]],
   watch = [[
@@ -80,6 +81,8 @@ N times with --count.
   --limit N      at most N tasks (default 20)
 ]],
 }
+
+USAGE.wait = USAGE.wait:gsub("@([%w_]+)@", function(k) return string.format("%g", defaults.wait[k]) end)
 
 -- Per command: option name -> "flag" or "number"/"string" (takes a value).
 local SPECS = {

@@ -116,12 +116,14 @@ local REASONS = M.REASONS
 
 local function str(v) return type(v) == "string" and v ~= "" and v or nil end
 
+local TITLE_SCAN = 4096 -- how much of a body is looked at for its message (JSON or an HTML title)
+
 -- The most useful line a body offers: Spring JSON's message, an API error's description, an
 -- HTML page's title; and the API's error type when the body names one. Only strings are used,
 -- whatever the server put in those fields. The raw body stays in err.body.
 local function body_message(body, decode)
   if type(body) ~= "string" or body == "" then return nil end
-  if body:find("^%s*{") and decode then
+  if body:sub(1, TITLE_SCAN):find("^%s*{") and decode then -- a prefix: megabytes of blanks are not JSON
     local v = decode(body)
     if type(v) ~= "table" then return nil end
     local e = v.error
@@ -135,7 +137,6 @@ end
 
 -- The <title> of an HTML page, looked for in its first TITLE_SCAN bytes with plain finds only:
 -- linear in that prefix whatever the page holds (a pattern with two lazy captures is cubic).
-local TITLE_SCAN = 4096
 function M.html_title(body)
   local head = body:sub(1, TITLE_SCAN):lower()
   local open = head:find("<title>", 1, true)
