@@ -1,8 +1,10 @@
 /* task.c: the task model. Decodes a task (or a list of tasks) with json.c, then checks the types of
- * the fields the library relies on and normalises the shapes the API is known to send:
+ * the fields waiting relies on (taskId, status, links) and normalises the shapes the API is known
+ * to send:
  *   links array [{rel,href,type,title}] or HAL _links {rel = {...}} -> links map rel -> entry;
  *   response.error "TYPE" -> {type = "TYPE"}.
- * Unknown fields are kept as decoded. Bad input returns nil, msg; only misuse raises.
+ * Every other field is kept as decoded, whatever its type. Bad input returns nil, msg; only misuse
+ * raises.
  * A decoded JSON object never has integer keys, so "table whose [1] is nil" tells an object from a
  * non-empty array; an empty table is accepted as either. */
 #include <stdarg.h>
@@ -15,15 +17,11 @@
  * Interned once as upvalues: pushing an upvalue copies a reference, pushing a literal rehashes it. */
 
 enum {
-    K_TASKID, K_STATUS, K_COMMANDTYPE, K_DESCRIPTION, K_TIMESTAMP, K_RESPONSE, K_LINKS, K_HAL_LINKS,
-    K_RESOURCEID, K_ADDRESOURCEID, K_ADDINFO, K_RESOURCE, K_ERROR, K_REL, K_HREF, K_TYPE,
-    K_TASKS, K_COUNT
+    K_TASKID, K_STATUS, K_RESPONSE, K_LINKS, K_HAL_LINKS, K_ERROR, K_REL, K_HREF, K_TYPE, K_TASKS, K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
-    "taskId", "status", "commandType", "description", "timestamp", "response", "links", "_links",
-    "resourceId", "additionalResourceId", "additionalInfo", "resource", "error", "rel", "href", "type",
-    "tasks",
+    "taskId", "status", "response", "links", "_links", "error", "rel", "href", "type", "tasks",
 };
 
 #define KEY(k) lua_upvalueindex((k) + 1)
@@ -143,44 +141,12 @@ static const char *json_type(lua_State *L, int i)
 
 /* ===== FIELD CHECKS ===== */
 
-/* Value on top must be a string or absent; pops it. */
-static int check_opt_string(lua_State *L, rc_where *w, const char *field)
+/* response.error as a plain string (what the spec declares) becomes {type = str}; every other
+ * field of the response, and an error of any other shape, stays as the server sent it: the Lua
+ * side reads them with type checks, so a field the library does not need can never fail a task. */
+static void normalise_response(lua_State *L, int r)
 {
-    int t = lua_type(L, -1);
-    if (t != LUA_TNIL && t != LUA_TSTRING)
-        return fail(w, "field '%s' must be a string, got %s", field, json_type(L, -1));
-    lua_pop(L, 1);
-    return 1;
-}
-
-static int check_opt_number(lua_State *L, rc_where *w, const char *field)
-{
-    int t = lua_type(L, -1);
-    if (t != LUA_TNIL && t != LUA_TNUMBER)
-        return fail(w, "field '%s' must be a number, got %s", field, json_type(L, -1));
-    lua_pop(L, 1);
-    return 1;
-}
-
-/* response: {resourceId, additionalResourceId, additionalInfo, resource, error}; error as a plain
- * string (what the spec declares) becomes {type = str}, as an object (what the API sends) stays. */
-static int check_response(lua_State *L, rc_where *w, int r)
-{
-    int t;
-    get_key(L, r, K_RESOURCEID);
-    if (!check_opt_number(L, w, "response.resourceId"))
-        return 0;
-    get_key(L, r, K_ADDRESOURCEID);
-    if (!check_opt_number(L, w, "response.additionalResourceId"))
-        return 0;
-    get_key(L, r, K_ADDINFO);
-    if (!check_opt_string(L, w, "response.additionalInfo"))
-        return 0;
-    if (get_key(L, r, K_RESOURCE) != LUA_TNIL && !is_object(L, -1))
-        return fail(w, "field 'response.resource' must be an object, got %s", json_type(L, -1));
-    lua_pop(L, 1);
-    t = get_key(L, r, K_ERROR);
-    if (t == LUA_TSTRING) {
+    if (get_key(L, r, K_ERROR) == LUA_TSTRING) {
         lua_createtable(L, 0, 1);
         lua_pushvalue(L, KEY(K_TYPE));
         lua_pushvalue(L, -3);
@@ -188,17 +154,8 @@ static int check_response(lua_State *L, rc_where *w, int r)
         lua_pushvalue(L, KEY(K_ERROR));
         lua_insert(L, -2);
         lua_rawset(L, r);           /* response.error = {type = str} */
-    } else if (t != LUA_TNIL && !is_object(L, -1)) {
-        return fail(w, "field 'response.error' must be an object or a string, got %s", json_type(L, -1));
-    } else {
-        if (t != LUA_TNIL) {
-            get_key(L, lua_gettop(L), K_TYPE);
-            if (!check_opt_string(L, w, "response.error.type"))
-                return 0;
-        }
     }
     lua_pop(L, 1);
-    return 1;
 }
 
 /* A link entry's href must be a string when present (task:link() returns it). */
@@ -308,8 +265,6 @@ static int normalise_links(lua_State *L, rc_where *w, int t)
 static int normalise_task(lua_State *L, rc_where *w, int t, int mt)
 {
     int top = lua_gettop(L), rt;
-    static const int opt[] = {K_COMMANDTYPE, K_DESCRIPTION, K_TIMESTAMP};
-    size_t i;
     if (!is_object(L, t))
         return fail(w, "expected an object, got %s", json_type(L, t));
     rt = get_key(L, t, K_TASKID);
@@ -325,18 +280,9 @@ static int normalise_task(lua_State *L, rc_where *w, int t, int mt)
     if (rt != LUA_TSTRING)
         return fail(w, "field 'status' must be a string, got %s", json_type(L, -1));
     lua_pop(L, 1);
-    for (i = 0; i < sizeof opt / sizeof opt[0]; i++) {
-        get_key(L, t, opt[i]);
-        if (!check_opt_string(L, w, key_names[opt[i]]))
-            return 0;
-    }
-    rt = get_key(L, t, K_RESPONSE);
-    if (rt != LUA_TNIL) {
-        if (!is_object(L, -1))
-            return fail(w, "field 'response' must be an object, got %s", json_type(L, -1));
-        if (!check_response(L, w, lua_gettop(L)))
-            return 0;
-    }
+    /* Strict on what waiting needs (taskId, status, links); the rest is kept whatever its type. */
+    if (get_key(L, t, K_RESPONSE) == LUA_TTABLE && is_object(L, -1))
+        normalise_response(L, lua_gettop(L));
     lua_settop(L, top);
     if (!normalise_links(L, w, t))
         return 0;

@@ -189,7 +189,8 @@ function M.task(t)
   else
     msg = "task ended in unknown status '" .. tostring(t.status) .. "'"
   end
-  local e = t.response and t.response.error
+  local r = rawget(t, "response")
+  local e = type(r) == "table" and r.error
   return M.new("task", { message = msg, task = t, code = type(e) == "table" and str(e.type) or nil })
 end
 
