@@ -125,7 +125,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 }
 
 /* The status code of a status line "HTTP/<digit>[.<digit>] <3 digits>" followed by a space, CR or
- * LF, or -1. Stricter than libcurl 7.88, which reads "HTTP/1.1 200x" as a 200. */
+ * LF, from 100 to 599 (as the cosocket transport reads it), or -1. Stricter than libcurl 7.88,
+ * which reads "HTTP/1.1 200x" as a 200. */
 static int status_code(const char *p, size_t n)
 {
     size_t i = 6;
@@ -139,6 +140,8 @@ static int status_code(const char *p, size_t n)
     if (n - i < 5 || p[i] != ' ' || !IS_DIGIT(p[i + 1]) || !IS_DIGIT(p[i + 2]) || !IS_DIGIT(p[i + 3]))
         return -1;
     if (p[i + 4] != ' ' && p[i + 4] != '\r' && p[i + 4] != '\n')
+        return -1;
+    if (p[i + 1] < '1' || p[i + 1] > '5')
         return -1;
     return (p[i + 1] - '0') * 100 + (p[i + 2] - '0') * 10 + (p[i + 3] - '0');
 }

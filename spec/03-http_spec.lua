@@ -413,7 +413,8 @@ describe("core.http status lines", function()
 
   it("fails on a malformed status line with CURLE_WEIRD_SERVER_REPLY, never reading it as a status", function()
     local bad = { "HTTP/1.1 2000 OK", "HTTP/1.1 20 OK", "HTTP/1.1 200x OK", "HTTP/1.1  200 OK", "http/1.1 200 OK",
-                  "HTTP/1.12 200 OK", "HTTP/1.1 2OO OK", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 20x OK" }
+                  "HTTP/1.12 200 OK", "HTTP/1.1 2OO OK", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 20x OK",
+                  "HTTP/1.1 999 Odd", "HTTP/1.1 600 Odd", "HTTP/1.1 099 Odd" } -- out of 100..599, as over cosockets
     local answers = {}
     for i, line in ipairs(bad) do answers[i] = line .. TAIL end
     local server = serve(answers)

@@ -261,6 +261,23 @@ describe("rctasks CLI", function()
     end
   end)
 
+  it("lets no raw C1 byte (an 8-bit CSI) through, and keeps a list as wide as its short cells", function()
+    local a = account()
+    local id = sim.task(a.key, {})
+    sim.faults(a.key, { { kind = "status", status = 401, text = "<html><title>401 \155 2J\155 31m</title></html>",
+                          content_type = "text/html" } })
+    local rc, out, err = rctasks("get " .. id, a.env)
+    assert.equal(4, rc)
+    assert.is_nil((out .. err):find("[\128-\159]"), err)
+    local long = ("p"):rep(200000)
+    sim.faults(a.key, { { kind = "status", status = 200, path = "/tasks$", content_type = "application/json",
+      text = '{"tasks":[{"taskId":"' .. id .. '","status":"' .. long .. '"},{"taskId":"t2","status":"received"}]}' } })
+    rc, out = rctasks("list", a.env)
+    assert.equal(0, rc)
+    assert.is_true(#out < 2000, #out .. " bytes for two rows")
+    assert.matches("(200000 bytes)", out, 1, true)
+  end)
+
   it("prints a task holding a number JSON cannot carry (1e400) as JSON, and never a traceback", function()
     local a = account()
     local id = sim.task(a.key, {})

@@ -7,6 +7,7 @@
 -- client's redactor: a record never holds a key, whatever the server sent.
 local check = require "rctasks.check"
 local client = require "rctasks.client"
+local defaults = require "rctasks.defaults"
 local env = require "rctasks.env"
 local taskmod = require "rctasks.task"
 
@@ -99,9 +100,9 @@ function M.spawn_wait(c, id, opts)
   check.task_id(id)
   local wo = client.wait_options(opts.wait) -- misuse raises here, not later in the timer
   local ngx = env.ngx()
-  local dict = dict_of(opts.dict or "rctasks", "rctasks.background.spawn_wait")
+  local dict = dict_of(opts.dict or defaults.shared_dict, "rctasks.background.spawn_wait")
   local key = "wait:" .. (opts.key or id)
-  local ttl = opts.ttl or (wo.timeout + 86400)
+  local ttl = opts.ttl or (wo.timeout + defaults.record_keep)
   local fresh = encode({ state = "waiting", updated = ngx.now() }, tostring)
   local ok, err = dict:safe_add(key, fresh, ttl)
   if not ok then
@@ -121,7 +122,7 @@ end
 -- result(id, {dict=, key=}) -> {state=, task_status=, resource_id=, updated=, message=} | nil
 function M.result(id, opts)
   opts = check.options(opts, { dict = "string", key = "string" }, "rctasks.background.result")
-  local dict = dict_of(opts.dict or "rctasks", "rctasks.background.result")
+  local dict = dict_of(opts.dict or defaults.shared_dict, "rctasks.background.result")
   local s = dict:get("wait:" .. (opts.key or tostring(id)))
   return s and decode(s) or nil
 end

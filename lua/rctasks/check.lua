@@ -1,6 +1,7 @@
 -- rctasks.check: the one checker of arguments and options. Public entry points call it first;
 -- misuse raises there, at the caller's line, however deep inside rctasks the check runs.
 local cjson = require("cjson").new() -- a private instance: the caller's cjson settings stay theirs
+local defaults = require "rctasks.defaults"
 local url = require "rctasks.url"
 
 local M = {}
@@ -65,10 +66,10 @@ function M.options(opts, schema, what)
   return opts
 end
 
--- merge(defaults, opts): a new table, opts over defaults.
-function M.merge(defaults, opts)
+-- merge(base, opts): a new table, opts over base.
+function M.merge(base, opts)
   local o = {}
-  for k, v in pairs(defaults) do o[k] = v end
+  for k, v in pairs(base) do o[k] = v end
   for k, v in pairs(opts or {}) do o[k] = v end
   return o
 end
@@ -82,8 +83,8 @@ local last_id = {}
 function M.task_id(id)
   if id == last_id then return id end
   if type(id) ~= "string" then M.fail("rctasks: task id must be a string, got " .. type(id)) end
-  if #id > 128 or not id:find("^[%w%-_]+$") then
-    M.fail("rctasks: invalid task id (expected letters, digits, '-' or '_', at most 128)")
+  if #id > defaults.max_id or not id:find("^[%w%-_]+$") then
+    M.fail("rctasks: invalid task id (expected letters, digits, '-' or '_', at most " .. defaults.max_id .. ")")
   end
   last_id = id
   return id
@@ -91,7 +92,7 @@ end
 
 -- Is `id` a task id? (Server text is checked with this, never raised about.)
 function M.is_task_id(id)
-  return type(id) == "string" and #id <= 128 and id:find("^[%w%-_]+$") ~= nil
+  return type(id) == "string" and #id <= defaults.max_id and id:find("^[%w%-_]+$") ~= nil
 end
 
 function M.path(path)

@@ -72,17 +72,20 @@ it failed, 3 at the timeout, 4 on an API or network error.
   watch = [[
 usage: rctasks watch [--interval S] [--count N] [--status S] [--limit N]
 
-Show the account's recent tasks, refreshed every S seconds (default 5) until interrupted, or
+Show the account's recent tasks, refreshed every S seconds (default @interval@) until interrupted, or
 N times with --count.
 
-  --interval S   seconds between refreshes (default 5)
+  --interval S   seconds between refreshes (default @interval@)
   --count N      stop after N refreshes
   --status S     only tasks whose status is S
-  --limit N      at most N tasks (default 20)
+  --limit N      at most N tasks (default @limit@)
 ]],
 }
 
-USAGE.wait = USAGE.wait:gsub("@([%w_]+)@", function(k) return string.format("%g", defaults.wait[k]) end)
+-- The defaults the usage texts name come from rctasks.defaults.
+for cmd, d in pairs({ wait = defaults.wait, watch = defaults.watch }) do
+  USAGE[cmd] = USAGE[cmd]:gsub("@([%w_]+)@", function(k) return string.format("%g", d[k]) end)
+end
 
 -- Per command: option name -> "flag" or "number"/"string" (takes a value).
 local SPECS = {
@@ -98,8 +101,19 @@ local POSITIONAL = { list = 0, get = 1, wait = 1, watch = 0 }
 -- client's keys are redacted, and control characters and terminal escapes (C0, DEL, and C1 as
 -- UTF-8) become "?", so no server text can move the cursor, retitle the terminal or forge lines.
 
+-- Bytes >= 0x80 pass only as whole, valid UTF-8 sequences that are not C1 controls (U+0080 to
+-- U+009F): a raw 0x9B is a CSI to some terminals.
+local function utf8_only(seq)
+  local b, n = seq:byte(1), #seq
+  local want = (b >= 0xF0 and b <= 0xF4 and 4) or (b >= 0xE0 and 3) or (b >= 0xC2 and b <= 0xDF and 2) or 0
+  if want ~= n or (b == 0xC2 and seq:byte(2) < 0xA0) then return ("?"):rep(n) end
+  return seq
+end
+
 local function neutral(s)
-  return (s:gsub("%c", "?"):gsub("\194[\128-\159]", "?"))
+  s = s:gsub("%c", "?")
+  if not s:find("[\128-\255]") then return s end
+  return (s:gsub("[\128-\255][\128-\191]*", utf8_only))
 end
 
 local function usage_error(env, cmd, msg)
@@ -211,11 +225,15 @@ local function resource_text(t, show)
   return "-"
 end
 
+-- One table cell: a long one is shown by its size (every row is padded to the widest cell).
+local CELL_MAX = 100
+local function cell(s) return #s <= CELL_MAX and s or "(" .. #s .. " bytes)" end
+
 local function task_rows(tasks, show)
   local rows = { { "TASK ID", "STATUS", "COMMAND", "UPDATED", "RESOURCE" } }
   for _, t in ipairs(tasks) do
-    rows[#rows + 1] = { show(t.taskId), show(t.status), show(t.commandType), show(t.timestamp),
-                        resource_text(t, show) }
+    rows[#rows + 1] = { cell(show(t.taskId)), cell(show(t.status)), cell(show(t.commandType)),
+                        cell(show(t.timestamp)), cell(resource_text(t, show)) }
   end
   return rows
 end
@@ -333,7 +351,7 @@ end
 
 function commands.watch(env, client, p, opts)
   local tty = env.isatty()
-  local interval = opts.interval or 5
+  local interval = opts.interval or defaults.watch.interval
   local n = 0
   while true do
     n = n + 1
@@ -341,7 +359,7 @@ function commands.watch(env, client, p, opts)
     local stamp = os.date("!%Y-%m-%dT%H:%M:%SZ")
     local text
     if tasks then
-      tasks = filter(tasks, opts, 20)
+      tasks = filter(tasks, opts, defaults.watch.limit)
       text = #tasks == 0 and "no tasks\n" or table_text(task_rows(tasks, p.show))
     elseif err.retryable then
       text = neutral(tostring(err)) .. "\n" -- transient: show it and keep watching

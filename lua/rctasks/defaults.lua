@@ -3,6 +3,9 @@
 -- else, so changing one value here changes it everywhere.
 return {
   base_url = "https://api.redislabs.com/v1",
+  shared_dict = "rctasks",         -- the lua_shared_dict of the shared budget and background waits
+  max_id = 128,                    -- bytes of a task id (UUIDs on the real API)
+  max_sleep = 86400,               -- no single sleep is longer (ngx.sleep raises on huge values)
 
   -- One HTTP request (both transports; the C core gets them from transport/curl.lua).
   request = {
@@ -11,6 +14,8 @@ return {
     max_body = 8 * 1024 * 1024,    -- response body cap, bytes
     max_header = 64 * 1024,        -- response header block cap, bytes
     max_line = 8 * 1024,           -- one status, header or chunk-size line (cosocket transport)
+    keepalive_timeout = 30,        -- seconds an idle pooled connection is kept (cosocket transport)
+    pool_size = 32,                -- pooled connections per endpoint and worker (cosocket transport)
   },
 
   -- The retry policy of single requests (rctasks.retry.new).
@@ -25,6 +30,13 @@ return {
 
   -- The request budget: the API allows 400 requests a minute per account key.
   limiter = { limit = 400, window = 60 },
+  shared_margin = 0.05,            -- a shared claim outlives its window by this share of it (at most 1 s)
+
+  -- Background waits (rctasks.background): a record stays the wait's timeout plus this long.
+  record_keep = 86400,
+
+  -- The command line's watch.
+  watch = { interval = 5, limit = 20 },
 
   -- Polling (wait, wait_all, wait_ready, run): the Go SDK's schedule.
   wait = {

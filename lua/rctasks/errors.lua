@@ -9,7 +9,7 @@ local task = require "rctasks.task"
 local M = {}
 
 local LIMIT = { message = defaults.errors.max_message, body = defaults.errors.max_body,
-                task_id = 128, code = 128, curl_code = 64 }
+                task_id = defaults.max_id, code = 128, curl_code = 64 }
 
 local mt = { __name = "rctasks.error" }
 M.mt = mt
@@ -116,7 +116,17 @@ local REASONS = M.REASONS
 
 local function str(v) return type(v) == "string" and v ~= "" and v or nil end
 
-local TITLE_SCAN = 4096 -- how much of a body is looked at for its message (JSON or an HTML title)
+local TITLE_SCAN = 4096     -- how much of a body is looked at for an HTML title or a leading '{'
+local JSON_SCAN = 64 * 1024 -- a larger error body is kept raw, not decoded for its message
+
+-- Server text for a message: whole when it fits, else only its size. A cut piece could end
+-- inside a key the server echoed, which no redaction could then recognise.
+local QUOTE_MAX = 512
+local function quoted(s)
+  if #s <= QUOTE_MAX then return s end
+  return "(" .. #s .. " bytes of text)"
+end
+M.quoted = quoted
 
 -- The most useful line a body offers: Spring JSON's message, an API error's description, an
 -- HTML page's title; and the API's error type when the body names one. Only strings are used,
@@ -124,6 +134,7 @@ local TITLE_SCAN = 4096 -- how much of a body is looked at for its message (JSON
 local function body_message(body, decode)
   if type(body) ~= "string" or body == "" then return nil end
   if body:sub(1, TITLE_SCAN):find("^%s*{") and decode then -- a prefix: megabytes of blanks are not JSON
+    if #body > JSON_SCAN then return nil end -- decoding a huge error body costs many times its size
     local v = decode(body)
     if type(v) ~= "table" then return nil end
     local e = v.error
@@ -155,9 +166,11 @@ end
 function M.http(req, res, decode)
   local status = res.status
   local msg, code = body_message(res.body, decode)
+  if msg then msg = quoted(msg) end
+  if code and #code > 128 then code = nil end -- not an error type the API has
   local location = res.headers and res.headers["location"]
   if status >= 300 and status < 400 and type(location) == "string" then
-    msg = "redirect to " .. location .. " not followed" -- the keys would go with it
+    msg = "redirect to " .. quoted(location) .. " not followed" -- the keys would go with it
   end
   local reason = REASONS[status]
   if msg == status .. " " .. tostring(reason) then msg = nil end -- an HTML title saying the same
@@ -185,9 +198,9 @@ end
 function M.task(t)
   local msg
   if task.failed(t) then
-    msg = "task failed: " .. (task.error_text(t) or str(t.description) or "processing-error")
+    msg = "task failed: " .. quoted(task.error_text(t) or str(t.description) or "processing-error")
   else
-    msg = "task ended in unknown status '" .. tostring(t.status) .. "'"
+    msg = "task ended in unknown status '" .. quoted(tostring(t.status)) .. "'"
   end
   local r = rawget(t, "response")
   local e = type(r) == "table" and r.error

@@ -4,6 +4,7 @@
 -- a deadline) and decodes the answer; every error it returns or reports is sealed (no key in it).
 -- exec.redact(s) is the one redactor of a client's keys; exec:seal(err) applies it to an error.
 local core = require "rctasks.core"
+local defaults = require "rctasks.defaults"
 local errors = require "rctasks.errors"
 local task_mt = require("rctasks.task").mt
 
@@ -15,16 +16,26 @@ Executor.__name = "rctasks.executor"
 
 local headers_of = setmetatable({}, { __mode = "k" }) -- executor -> request headers with the keys
 
-local MAX_SLEEP = 86400 -- no single sleep is longer than a day (ngx.sleep raises on huge values)
+local MAX_SLEEP = defaults.max_sleep
 
--- Percent- and JSON-escapes a server may have spelled a key with, undone (linear: one gsub each).
-local function unescape_percent(s) return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
-local function unescape_json(s)
-  return (s:gsub("\\u00(%x%x)", function(h) return string.char(tonumber(h, 16)) end):gsub("\\/", "/"))
-end
+-- The escapes a server may spell a key with, each undone by one linear gsub: percent-encoding,
+-- JSON's \uXXXX (ASCII) and \/, HTML's numeric character references.
+local function char(code) return code < 128 and string.char(code) or nil end
+local UNDO = {
+  function(s) return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end,
+  function(s)
+    return (s:gsub("\\[uU](%x%x%x%x)", function(h) return char(tonumber(h, 16)) end):gsub("\\/", "/"))
+  end,
+  function(s)
+    return (s:gsub("&#[xX](%x+);", function(h) return #h <= 6 and char(tonumber(h, 16)) or nil end)
+      :gsub("&#(%d+);", function(d) return #d <= 7 and char(tonumber(d)) or nil end))
+  end,
+}
+local ESCAPED = "[%%\\&]" -- a string without these holds no escape UNDO knows
 
--- A function that replaces every key in a string with "[redacted]", in its plain spelling and,
--- when the string holds escapes, in their unescaped spelling too.
+-- A function that replaces every key in a string with "[redacted]": in its plain spelling, and in
+-- any spelling the escapes of UNDO make of it, mixed or nested (up to three rounds of undoing).
+-- When a key hid behind escapes, the result is the unescaped text, redacted.
 local function redactor(keys)
   local function plain(s)
     for _, k in ipairs(keys) do
@@ -45,12 +56,14 @@ local function redactor(keys)
   return function(s)
     if type(s) ~= "string" or #keys == 0 then return s end
     s = plain(s)
-    for _, undo in ipairs({ s:find("%", 1, true) and unescape_percent, s:find("\\", 1, true) and unescape_json }) do
-      if undo then
-        local u = undo(s)
-        local r = plain(u)
-        if r ~= u then s = r end -- a key hid behind escapes: keep the unescaped, redacted text
-      end
+    if not s:find(ESCAPED) then return s end
+    local u = s
+    for _ = 1, 3 do
+      local before = u
+      for _, undo in ipairs(UNDO) do u = undo(u) end
+      if u == before then break end
+      local r = plain(u)
+      if r ~= u then return r end
     end
     return s
   end
@@ -145,7 +158,6 @@ function Executor:call(method, path, body, decode, policy, deadline)
   end
 end
 
--- Idempotent; the transport's handle is freed now rather than at the next GC.
 -- The transport's counters, when it keeps any.
 function Executor:stats()
   local t = self.transport
@@ -155,6 +167,7 @@ end
 
 function Executor:closed() return headers_of[self] == nil end
 
+-- Idempotent; the transport's handle is freed now rather than at the next GC.
 function Executor:close()
   headers_of[self] = nil
   local t = self.transport

@@ -58,12 +58,12 @@ local SHARED_OPTS = { dict = "string", key = "string", limit = "number", window 
 function M.shared(opts)
   opts = check.options(opts, SHARED_OPTS, "rctasks.limiter.shared")
   local ngx = env.ngx()
-  local name = opts.dict or "rctasks"
+  local name = opts.dict or defaults.shared_dict
   local dict = ngx and ngx.shared and ngx.shared[name]
   if not dict then check.fail("rctasks.limiter.shared: no `lua_shared_dict " .. name .. "` in nginx.conf") end
   local o = check.merge(defaults.limiter, opts)
   whole_limit(o.limit, o.window, "rctasks.limiter.shared")
-  local margin = opts.margin or math.min(1, o.window * 0.05)
+  local margin = opts.margin or math.min(1, o.window * defaults.shared_margin)
   local key = "rl:" .. (opts.key or "default")
   return setmetatable({ ngx = ngx, dict = dict, limit = o.limit, window = o.window, margin = margin,
     seq_key = key .. ":n", held_key = key .. ":held", slot_prefix = key .. ":s", warned = false }, Shared)

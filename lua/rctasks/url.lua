@@ -16,9 +16,12 @@ function M.parse(s)
   scheme = scheme:lower()
   if scheme ~= "http" and scheme ~= "https" then return nil, "scheme is not http or https" end
   if authority:find("@", 1, true) then return nil, "carries credentials" end
-  local host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
-  if not host then host, port = authority:match("^([^:%[%]]+):?(%d*)$") end
-  if not host or host == "" then return nil, "has no host" end
+  -- Host and port matched apart: an optional ':' between two greedy runs would backtrack
+  -- quadratically over a long run of digits.
+  local host, port = authority:match("^%[([%x:.]+)%](.*)$")
+  if not host then host, port = authority:match("^([^:%[%]]*)(.*)$") end
+  if port ~= "" then port = port:match("^:(%d*)$") end
+  if not host or host == "" or not port then return nil, "has no host, or a bad port" end
   port = tonumber(port) or (scheme == "https" and 443 or 80)
   if port < 1 or port > 65535 then return nil, "port out of range" end
   if target == "" then target = "/" end
@@ -77,6 +80,7 @@ end
 -- sits below a proxy's prefix), with a path that passes path_problem.
 function M.rebase(base_url, href)
   if type(href) ~= "string" then return nil, "not a string" end
+  if #href > 2048 then return nil, "too long" end
   local b = M.parse(base_url)
   local h = href:sub(1, 1) == "/" and { scheme = b.scheme, host = b.host, port = b.port, target = href }
     or M.parse(href)
@@ -84,12 +88,14 @@ function M.rebase(base_url, href)
   if h.scheme ~= b.scheme or h.host ~= b.host or h.port ~= b.port then return nil, "another origin" end
   local prefix = b.path:gsub("/+$", "")
   local p = h.target
-  if prefix ~= "" and p:sub(1, #prefix + 1) == prefix .. "/" then
-    p = p:sub(#prefix + 1)
-  elseif p:sub(1, 4) == "/v1/" then
-    p = p:sub(4)
-  else
-    return nil, "outside the base URL's path"
+  if prefix ~= "" then -- (a base that is the origin itself: the link's path is already ours)
+    if p:sub(1, #prefix + 1) == prefix .. "/" then
+      p = p:sub(#prefix + 1)
+    elseif p:sub(1, 4) == "/v1/" then
+      p = p:sub(4)
+    else
+      return nil, "outside the base URL's path"
+    end
   end
   local why = M.path_problem(p)
   if why then return nil, why end

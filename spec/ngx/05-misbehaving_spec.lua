@@ -202,16 +202,37 @@ end]])
       return v.calls
     end
 
-    it("never sends a POST twice: the server reads it once, the error is closed and not unsent", function()
+    it("sends a POST on a connection of its own, never a pooled one", function()
       local s = dying()
       local out = calls(s, "GET:/tasks,POST:/subscriptions")
-      local posts = s:requests("POST")
+      assert.is_true(out[1].ok)
+      assert.is_true(out[2].ok, out[2].message) -- the pooled connection 1 would have swallowed it
+      local on = {}
+      for _, e in ipairs(s:events()) do
+        local n = e:match("^request (%d+) POST")
+        if n then on[#on + 1] = tonumber(n) end
+      end
+      assert.same({ 2 }, on)
+    end)
+
+    it("never sends a POST twice: dropped after being read, the error is closed and not unsent", function()
+      local s = start([[
+local ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+return function(conn)
+  while true do
+    local req = conn:request()
+    if not req then return end
+    if req.method == "POST" then return conn:close() end -- read it, then drop the connection
+    conn:send(ok)
+  end
+end]])
+      local out = calls(s, "GET:/tasks,POST:/subscriptions")
       assert.is_true(out[1].ok)
       assert.is_false(out[2].ok)
       assert.equal("transport", out[2].kind)
       assert.equal("closed", out[2].code, out[2].message)
       assert.is_false(out[2].unsent)
-      assert.equal(1, posts)
+      assert.equal(1, s:requests("POST"))
     end)
 
     it("retries a GET once on a fresh connection, which answers", function()

@@ -61,8 +61,8 @@ function M.new(opts)
     connect_timeout = opts.connect_timeout or defaults.request.connect_timeout,
     ca_file = opts.ca_file,
     max_body = opts.max_body or defaults.request.max_body,
-    keepalive_timeout = opts.keepalive_timeout or 30,
-    pool_size = opts.pool_size or 32,
+    keepalive_timeout = opts.keepalive_timeout or defaults.request.keepalive_timeout,
+    pool_size = opts.pool_size or defaults.request.pool_size,
     resolve = opts.resolve or {},
     agent = "ngx_lua/" .. version_string(ngx.config and ngx.config.ngx_lua_version),
   }, M)
@@ -391,6 +391,12 @@ function M:request(req)
   local pool = "rctasks:" .. (tls and "https" or "http") .. ":" .. host .. ":" .. port .. ":" .. addr
     .. (tls and self.ca_file and (":" .. self.ca_file) or "")
 
+  -- A POST (or PATCH) rides a connection of its own, never one from the pool: a pooled connection
+  -- the server is closing could swallow it, and it cannot be sent again. (A pool nothing is ever
+  -- kept in gives a fresh connection.)
+  local once = not IDEMPOTENT[req.method]
+  if once then pool = pool .. ":once" end
+
   for attempt = 1, 2 do
     local sock = ngx.socket.tcp()
     local cto = math.min(self.connect_timeout * 1000, left_ms(deadline))
@@ -411,7 +417,7 @@ function M:request(req)
     end
     local res, reusable_or_err, nothing = exchange(self, sock, req, authority, target, deadline)
     if res then
-      if reusable_or_err then
+      if reusable_or_err and not once then
         sock:setkeepalive(self.keepalive_timeout * 1000, self.pool_size)
       else
         sock:close()
