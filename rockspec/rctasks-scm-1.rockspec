@@ -26,6 +26,7 @@ build = {
     ["rctasks.env"] = "lua/rctasks/env.lua",
     ["rctasks.errors"] = "lua/rctasks/errors.lua",
     ["rctasks.executor"] = "lua/rctasks/executor.lua",
+    ["rctasks.families"] = "lua/rctasks/families.lua",
     ["rctasks.limiter"] = "lua/rctasks/limiter.lua",
     ["rctasks.poll"] = "lua/rctasks/poll.lua",
     ["rctasks.retry"] = "lua/rctasks/retry.lua",

@@ -7,7 +7,7 @@
 local LAYERS = {
   { "app", { "rctasks.cli" } },
   { "facade", { "rctasks", "rctasks.background", "rctasks.client" } },
-  { "workflow", { "rctasks.workflow" } },
+  { "workflow", { "rctasks.workflow", "rctasks.families" } },
   { "poll", { "rctasks.poll" } },
   { "executor", { "rctasks.executor" } },
   { "policy", { "rctasks.retry", "rctasks.limiter" } },

@@ -28,18 +28,43 @@ local function strings(v, out, seen)
   return out
 end
 
+-- s and what a reader would make of it: JSON escapes, percent-encoding and HTML character
+-- references undone, mixed and nested (the spec's own decoding, not the library's).
+local function spellings(s)
+  local out = { s }
+  for _ = 1, 4 do
+    s = s:gsub("\\[uU](%x%x%x%x)", function(h) return tonumber(h, 16) < 128 and string.char(tonumber(h, 16)) end)
+      :gsub("\\/", "/"):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+      :gsub("&#(%d+);", function(d) return tonumber(d) < 128 and string.char(tonumber(d)) end)
+      :gsub("&#[xX](%x+);", function(h) return tonumber(h, 16) < 128 and string.char(tonumber(h, 16)) end)
+    out[#out + 1] = s
+  end
+  return out
+end
+
 local function assert_no_keys(v, what)
   local all = strings(v)
   all[#all + 1] = tostring(v)
   for _, s in ipairs(all) do
-    assert.is_nil(s:find(KEY, 1, true), "api key in " .. what .. ": " .. s:sub(1, 80))
-    assert.is_nil(s:find(SECRET, 1, true), "secret key in " .. what .. ": " .. s:sub(1, 80))
+    for _, spelled in ipairs(spellings(s)) do
+      assert.is_nil(spelled:find(KEY, 1, true), "api key in " .. what .. ": " .. s:sub(1, 80))
+      assert.is_nil(spelled:find(SECRET, 1, true), "secret key in " .. what .. ": " .. s:sub(1, 80))
+    end
   end
 end
 
--- A JSON string spelling `s` with every character \u-escaped, and with '/' as "\/".
+-- A JSON string spelling `s` with every character \u-escaped, and with '/' as "\/"; a mix of
+-- percent-encoding and JSON escapes; HTML character references.
 local function u_escaped(s) return (s:gsub(".", function(c) return string.format("\\u%04x", c:byte()) end)) end
 local function slash_escaped(s) return (s:gsub("/", "\\/")) end
+local function mixed(s)
+  local i = 0
+  return (s:gsub(".", function(c)
+    i = i + 1
+    return i % 2 == 0 and string.format("%%%02X", c:byte()) or string.format("\\u%04x", c:byte())
+  end))
+end
+local function entities(s) return (s:gsub("%d", function(c) return "&#" .. c:byte() .. ";" end)) end
 
 describe("odd server data never raises", function()
   it("an error body whose error.description or error.type is not a string", function()
@@ -169,7 +194,8 @@ describe("keys a server echoes", function()
   end
 
   it("never come back, \\u-escaped, with '/' as \\/, or plain, in any field of an error", function()
-    for _, spelled in ipairs({ u_escaped(KEY), u_escaped(SECRET), slash_escaped(SECRET), KEY, SECRET }) do
+    for _, spelled in ipairs({ u_escaped(KEY), u_escaped(SECRET), slash_escaped(SECRET), KEY, SECRET,
+                               mixed(KEY), entities(SECRET), slash_escaped(SECRET) .. " no percent sign" }) do
       local body = '{"message":"bad credentials ' .. spelled .. '","error":{"description":"' .. spelled ..
         '","type":"' .. spelled .. '"},"' .. spelled .. '":1}'
       local _, err = check({ { 401, body } }, function(c) return c:get(ID) end)
@@ -223,30 +249,69 @@ describe("paths and links", function()
   end)
 
   it("follows a task's resource link only to its own origin and under its base path", function()
+    -- a create whose task names its resource by link only (no resourceId)
     local function fetched(href)
-      local body = '{"taskId":"' .. ID .. '","commandType":"thingCreateRequest","status":"processing-completed",'
+      local body = '{"taskId":"' .. ID .. '","commandType":"cloudAccountCreateRequest","status":"processing-completed",'
         .. '"links":[{"rel":"resource","type":"GET","href":"' .. href .. '"}]}'
       local c, tr = client({ { 202, body }, { 200, '{"status":"active"}' } })
-      assert(c:run("POST", "/things", {}))
+      assert(c:run("POST", "/cloud-accounts", {}))
       return tr.requests[2] and tr.requests[2].url
     end
-    assert.equal("https://api.example.test/v1/things/1", fetched("https://api.example.test/v1/things/1"))
-    assert.equal("https://api.example.test/v1/things/1", fetched("/v1/things/1"))
-    for _, bad in ipairs({ "https://api.example.test/v1/things/..;/admin", "https://api.example.test/v1/../admin",
-                           "https://evil.example/v1/things/1", "http://api.example.test/v1/things/1",
-                           "https://api.example.test:8443/v1/things/1", "https://api.example.test/other/things/1",
-                           "https://api.example.test/v1/things/%2e%2e/x", "javascript:alert(1)" }) do
+    local good = "https://api.example.test/v1/cloud-accounts/1"
+    assert.equal(good, fetched(good))
+    assert.equal(good, fetched("/v1/cloud-accounts/1"))
+    for _, bad in ipairs({ "https://api.example.test/v1/cloud-accounts/..;/admin", "https://api.example.test/v1/../admin",
+                           "https://evil.example/v1/cloud-accounts/1", "http://api.example.test/v1/cloud-accounts/1",
+                           "https://api.example.test:8443/v1/cloud-accounts/1",
+                           "https://api.example.test/other/cloud-accounts/1",
+                           "https://api.example.test/v1/cloud-accounts/%2e%2e/x", "javascript:alert(1)",
+                           "https://api.example.test/v1/acl/5/acl/roles" }) do -- not a path the API serves
       assert.is_nil(fetched(bad), bad)
     end
   end)
 
   it("rebases a link under a base URL with a path prefix without doubling /v1", function()
-    local body = '{"taskId":"' .. ID .. '","commandType":"thingCreateRequest","status":"processing-completed",'
-      .. '"links":[{"rel":"resource","href":"https://api.example.test/v1/things/9"}]}'
+    local body = '{"taskId":"' .. ID .. '","commandType":"cloudAccountCreateRequest","status":"processing-completed",'
+      .. '"links":[{"rel":"resource","href":"https://api.example.test/v1/cloud-accounts/9"}]}'
     local c, tr = fake.client({ { 202, body }, { 200, "{}" } },
       { api_key = KEY, secret_key = SECRET, base_url = "https://api.example.test/proxy/v1" })
-    assert(c:run("POST", "/things", {}))
-    assert.equal("https://api.example.test/proxy/v1/things/9", tr.requests[2].url)
+    assert(c:run("POST", "/cloud-accounts", {}))
+    assert.equal("https://api.example.test/proxy/v1/cloud-accounts/9", tr.requests[2].url)
+  end)
+end)
+
+describe("server text at the caps", function()
+  it("parses a resource link of a huge authority in linear time (no freeze)", function()
+    local href = "https://" .. ("1"):rep(200000) .. ":x/v1/subscriptions/1"
+    local body = '{"taskId":"' .. ID .. '","commandType":"subscriptionCreateRequest","status":"processing-completed",'
+      .. '"links":[{"rel":"resource","href":"' .. href .. '"}]}'
+    local c, tr = client({ { 202, body } })
+    local t0 = os.clock()
+    assert(c:run("POST", "/subscriptions", {}))
+    assert.is_true(os.clock() - t0 < 5, "took " .. (os.clock() - t0) .. " s of CPU") -- a freeze guard, not a speed test
+    assert.equal(1, #tr.requests)
+  end)
+
+  it("does not decode a huge error body for its message (memory stays near its size)", function()
+    local body = '{"a":[' .. ("{},"):rep(2 * 1024 * 1024) .. '{}],"message":"late"}'
+    local c = client({ { 503, body } }, { retry = false })
+    collectgarbage(); collectgarbage()
+    local before = collectgarbage("count")
+    local _, err = c:get(ID)
+    local grew = collectgarbage("count") - before
+    assert.equal(503, err.status)
+    assert.is_true(grew < 32 * 1024, ("heap grew %.0f KiB for a %.0f KiB body"):format(grew, #body / 1024))
+  end)
+
+  it("quotes server text whole or by its size, never a cut piece", function()
+    local loc = "https://evil.example/" .. ("A"):rep(1100)
+    local c = client({ { 302, "", { location = loc } } })
+    local _, err = c:get(ID)
+    assert.matches("not followed", err.message, 1, true)
+    assert.matches("(1121 bytes of text)", err.message, 1, true)
+    c = client({ { 400, '{"message":"' .. ("m"):rep(5000) .. '"}' } })
+    _, err = c:get(ID)
+    assert.matches("(5000 bytes of text)", err.message, 1, true)
   end)
 end)
 

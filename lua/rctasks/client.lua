@@ -38,11 +38,14 @@ local function with_wait(own)
   return s
 end
 local WAIT_ALL = with_wait({ list_above = "number" })
-local WAIT_READY = with_wait({ statuses = "statuses", fail = "statuses", grace = "number" })
-local RUN = with_wait({ resource = "path", ready = "ready", grace = "number", fail = "statuses" })
+local WAIT_READY = with_wait({ statuses = "statuses", fail = "statuses", grace = "number", settle = "count" })
+local WAIT_GONE = with_wait({ fail = "statuses" })
+local WAIT_STATUS = with_wait({ statuses = "statuses", fail = "statuses" })
+local RUN = with_wait({ resource = "path", ready = "ready", grace = "number", fail = "statuses",
+                        settle = "count", gone = "boolean" })
 local PIPELINE = with_wait({ on_progress = "function", grace = "number" })
 local STEP = { name = "string", method = "string", path = "any", body = "any", timeout = "number",
-               ready = "ready", fail = "statuses", resource = "path", grace = "number" }
+               ready = "ready", fail = "statuses", resource = "path", grace = "number", gone = "boolean" }
 
 -- Checked options over the wait defaults.
 local function wait_options(opts, schema, what)
@@ -184,18 +187,25 @@ function Client:request(method, path, body)
   return out(exec, workflow.request(exec, policy, method, path, body))
 end
 
--- client:submit(method, path, body) -> the task the API answered with (any 2xx) | nil, err
+-- client:submit(method, path, body) -> the task the API answered with (any 2xx) | nil, err. For
+-- the operations that answer without a task (database tags, traffic resume), what they answered:
+-- the decoded body, or true for an empty one.
 function Client:submit(method, path, body)
   body = check.request(method, path, body)
   local exec, policy = open(self)
   return out(exec, workflow.submit(exec, policy, method, path, body))
 end
 
--- client:run(method, path, body, opts) -> final task, resource (when the task names one) | nil, err.
--- opts: the wait options (timeout covers the whole run) plus resource (a path, function(task) ->
--- path, or false to skip the fetch), ready (true or a list of statuses: poll the resource until
--- ready; default false), fail (statuses that fail it, default {"error"}), grace (seconds a
--- resource may answer 404 after its task completed, default 60).
+-- client:run(method, path, body, opts) -> final task, resource | nil, err. Submits, waits for the
+-- task, then follows the resource the request names (rctasks.families knows where each family's
+-- resource is read): a create or an update fetches it (and with ready, polls it until its
+-- family's ready status); a DELETE of a resource waits until it is gone (resource nil); a GET
+-- that answers with a task returns that task's response.resource; an operation that answers
+-- without a task returns what it answered. opts: the wait options (timeout covers the whole run)
+-- plus resource (a path, function(task) -> path, or false to skip the fetch), ready (true or a
+-- list of statuses; default false), fail (statuses that fail it; default the family's), settle
+-- (ready polls in a row), grace (seconds a resource may answer 404 after its task completed,
+-- default 60), gone (false: a DELETE does not wait for the resource to go).
 function Client:run(method, path, body, opts)
   body = check.request(method, path, body)
   local o = wait_options(opts, RUN, "rctasks.run")
@@ -203,15 +213,39 @@ function Client:run(method, path, body, opts)
   return out(exec, workflow.run(exec, policy, method, path, body, o))
 end
 
--- client:wait_ready(path, opts) -> the resource once its status is in opts.statuses (default
--- {"active"}) | nil, err: kind "task" when it turns one of opts.fail (default {"error"}), kind
--- "timeout" at the deadline, kind "decode" when the answer is not a JSON object. opts: the wait
--- options (on_update(resource, previous) on status changes) plus statuses, fail, grace.
+-- client:wait_ready(path, opts) -> the resource once its status is ready | nil, err: kind "task"
+-- when it turns a failed status, "timeout" at the deadline, "decode" when the answer is not a
+-- JSON object (or is a task: see wait_status). Ready and failed statuses are the family's
+-- (rctasks.families), or opts.statuses and opts.fail. A resource without a GET of its own (ACL
+-- rules and roles, peerings, ...) is read the way its family is. opts: the wait options
+-- (on_update(resource, previous) on status changes) plus statuses, fail, settle (ready polls in
+-- a row; the family's default), grace (seconds of 404s before it is first seen, default 60).
 function Client:wait_ready(path, opts)
   check.path(path)
   local o = wait_options(opts, WAIT_READY, "rctasks.wait_ready")
   local exec, policy = open(self)
   return out(exec, workflow.wait_ready(exec, policy, path, o))
+end
+
+-- client:wait_gone(path, opts) -> true once the resource answers 404 (or reads "deleted") | nil,
+-- err: "timeout" at the deadline, "task" when it turns a failed status. What run does after a
+-- DELETE. opts: the wait options (on_update on status changes) plus fail.
+function Client:wait_gone(path, opts)
+  check.path(path)
+  local o = wait_options(opts, WAIT_GONE, "rctasks.wait_gone")
+  local exec, policy = open(self)
+  return out(exec, workflow.wait_gone(exec, policy, path, o))
+end
+
+-- client:wait_status(path, opts) -> the resource a status GET reports (an import's, a backup's)
+-- once its status is terminal (success) | nil, err: "task" when it is "failed" (err.resource
+-- says why), "timeout" at the deadline. Each poll is one GET, which answers with a task that is
+-- waited out; the polls follow the wait schedule. opts: the wait options plus statuses, fail.
+function Client:wait_status(path, opts)
+  check.path(path)
+  local o = wait_options(opts, WAIT_STATUS, "rctasks.wait_status")
+  local exec, policy = open(self)
+  return out(exec, workflow.wait_status(exec, policy, path, o))
 end
 
 -- Static parts are checked before anything is sent: a typo in step 3 must not surface after

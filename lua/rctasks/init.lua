@@ -6,6 +6,7 @@
 local check = require "rctasks.check"
 local client = require "rctasks.client"
 local core = require "rctasks.core"
+local defaults = require "rctasks.defaults"
 local env = require "rctasks.env"
 local url = require "rctasks.url"
 
@@ -44,7 +45,8 @@ function M.default()
   if not default then
     local opts = M.env_options()
     local ngx = env.ngx()
-    if ngx and ngx.shared and ngx.shared.rctasks then opts.limiter = { dict = "rctasks" } end
+    local dict = defaults.shared_dict
+    if ngx and ngx.shared and ngx.shared[dict] then opts.limiter = { dict = dict } end
     default = client.new(opts)
   end
   return default
@@ -59,6 +61,8 @@ function M.request(method, path, body) return M.default():request(method, path, 
 function M.submit(method, path, body) return M.default():submit(method, path, body) end
 function M.run(method, path, body, opts) return M.default():run(method, path, body, opts) end
 function M.wait_ready(path, opts) return M.default():wait_ready(path, opts) end
+function M.wait_gone(path, opts) return M.default():wait_gone(path, opts) end
+function M.wait_status(path, opts) return M.default():wait_status(path, opts) end
 function M.pipeline(steps, opts) return M.default():pipeline(steps, opts) end
 
 return M

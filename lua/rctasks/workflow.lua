@@ -1,130 +1,209 @@
 -- rctasks.workflow: the steps a provisioning script is made of, built on the executor (one
--- request) and the polling loop (waiting). Arguments arrive checked: client.lua checks them at
--- the public entry. Every function takes the executor and the retry policy first.
+-- request), the polling loop (waiting) and the family table (where a resource lives and what its
+-- status words mean). Arguments arrive checked: client.lua checks them at the public entry.
+-- Every function takes the executor and the retry policy first.
 --   request(exec, policy, method, path, body)          -> decoded body (true for an empty 2xx)
---   submit(exec, policy, method, path, body, deadline) -> the task the API answered with
+--   submit(exec, policy, method, path, body, deadline) -> the task the API answered with, or what
+--                                                         it answered when that is not a task
 --   run(exec, policy, method, path, body, o, deadline) -> final task, resource
---   wait_ready(exec, policy, path, o)                  -> resource once its status is ready
+--   wait_ready / wait_gone / wait_status(exec, policy, path, o)
 --   pipeline(exec, policy, steps, o)                   -> results by step name
 local core = require "rctasks.core"
 local check = require "rctasks.check"
 local errors = require "rctasks.errors"
+local families = require "rctasks.families"
 local poll = require "rctasks.poll"
 local retry = require "rctasks.retry"
 local taskmod = require "rctasks.task"
-local url = require "rctasks.url"
 
 local M = {}
 
 local ONCE = retry.ONCE
+local decode_any = families.decode_any
 
--- The decoder of generic answers: an empty 2xx body is `true`, anything else JSON.
-local function decode_any(body)
+-- A task, or, for the operations that answer without one (tags, a 204), what they answered.
+local function decode_answer(body, mt)
   if not body:find("%S") then return true end
+  local t = core.decode_task(body, mt)
+  if t then return t end
   return core.decode(body)
 end
 
-local decode_task = core.decode_task
+local function is_task(v) return getmetatable(v) == taskmod.mt end
+
+-- A decoded body that is a task the API answered with, where a resource was expected.
+local function looks_like_task(v)
+  return type(v) == "table" and type(v.taskId) == "string" and type(v.status) == "string"
+end
 
 function M.request(exec, policy, method, path, body)
   return exec:call(method, path, body, decode_any, policy)
 end
 
 function M.submit(exec, policy, method, path, body, deadline)
-  return exec:call(method, path, body, decode_task, policy, deadline)
+  return exec:call(method, path, body, decode_answer, policy, deadline)
 end
 
 ------------------------------------------------------------------------------------------------
--- Resources: where a finished task's resource lives, and polling it.
+-- Watches of one resource, for the polling loop.
 
 local function set_of(list)
   local s = {}
-  for _, v in ipairs(list) do s[v] = true end
+  for _, v in ipairs(list or {}) do s[v] = true end
   return s
 end
 
--- Resource paths for the command types whose task names no resource link.
-local KNOWN = {
-  subscription = function(id) return "/subscriptions/" .. id end,
-  fixedSubscription = function(id) return "/fixed/subscriptions/" .. id end,
-  database = function(id, sub) return sub and ("/subscriptions/" .. sub .. "/databases/" .. id) end,
-  fixedDatabase = function(id, sub) return sub and ("/fixed/subscriptions/" .. sub .. "/databases/" .. id) end,
-}
+local Watch = {}
+Watch.__index = Watch
 
--- The path (under base_url) of the resource a completed task names, or nil: its resource link
--- when that names a path under the base URL, else the path its command type implies.
-function M.resource_path(base_url, t)
-  local p = url.rebase(base_url, taskmod.link(t, "resource"))
-  if p then return p end
-  local r, ct = rawget(t, "response"), rawget(t, "commandType")
-  local kind = type(ct) == "string" and (ct:match("^(%a-)Create") or ct:match("^(%a-)Update"))
-  local id = type(r) == "table" and url.segment(r.resourceId)
-  if id and KNOWN[kind] then return KNOWN[kind](id, url.segment(r.additionalResourceId)) end
-  return nil
+local GONE = {} -- what a gone-watch's probe answers once the resource is not there any more
+
+-- watch(exec, policy, path, o, mode): mode "ready" (until a ready status, seen `settle` times in a
+-- row), "fetch" (the first answer; no status needed) or "gone" (until it answers 404 or
+-- `deleted`). o: the wait options, plus statuses, fail, settle, on_update.
+local function watch(exec, policy, path, o, mode)
+  local at = families.locate(path)
+  local f = at and at.exact and at.family
+  local w = setmetatable({ exec = exec, policy = policy, o = o, path = path, mode = mode, at = f and at,
+    ready = o.statuses and set_of(o.statuses) or (f and f.ready) or set_of({ "active" }),
+    fail = o.fail and set_of(o.fail) or (f and f.failed) or set_of({ "error" }),
+    settle = o.settle or (f and f.settle) or 1, seen_ready = 0, on_update = o.on_update,
+    max_misses = math.huge, grace_until = exec.now() + o.grace }, Watch)
+  if mode == "gone" then w.grace_until = -math.huge end -- a 404 is the answer, not a delay
+  return w
 end
 
-local ResourceWatch = {}
-ResourceWatch.__index = ResourceWatch
-
--- A watch of the resource at `path`: done at the first answer when `ready` is nil, else once
--- its status is in `ready` (a set); failed when it is in `fail`. `lenient`: an answer with no
--- status ends the watch (run's resource fetch: nothing to wait for). on_update(resource,
--- previous) on status changes.
-local function resource_watch(exec, path, o, ready, fail, lenient, on_update)
-  return setmetatable({ exec = exec, path = path, ready = ready, fail = fail, lenient = lenient,
-    on_update = on_update, max_misses = math.huge, grace_until = exec.now() + o.grace }, ResourceWatch)
+function Watch:probe(exec, deadline)
+  local v, err
+  if self.at then
+    v, err = families.read(exec, self.policy, self.at, deadline, self.o)
+  else
+    v, err = exec:call("GET", self.path, nil, decode_any, ONCE, deadline)
+  end
+  if self.mode == "gone" and v == nil and err.status == 404 then return GONE end
+  return v, err
 end
 
-function ResourceWatch:probe(exec, deadline) return exec:call("GET", self.path, nil, decode_any, ONCE, deadline) end
+function Watch:finish(value, err) self.done, self.value, self.err = true, value, err end
 
-function ResourceWatch:see(v, prev)
-  if not self.ready then self.done, self.value = true, v; return end
+function Watch:see(v, prev)
+  if v == GONE then return self:finish(true) end
+  if self.mode == "fetch" then return self:finish(v) end
   local object = type(v) == "table" and v[1] == nil -- a decoded JSON object has no integer keys
-  local status = object and v.status or nil
-  if not object or (status == nil and self.lenient) then
-    if self.lenient then self.done, self.value = true, v; return end
-    self.done, self.err = true, errors.new("decode", { resource = v, url = self.exec.base_url .. self.path,
-      message = "resource " .. self.path .. " is not a JSON object" })
+  if not object and self.lenient then return self:finish(v) end -- run: nothing to wait for
+  if not object then
+    return self:finish(nil, errors.new("decode", { resource = v, url = self.exec.base_url .. self.path,
+      message = "resource " .. self.path .. " is not a JSON object" }))
+  end
+  if looks_like_task(v) then
+    return self:finish(nil, errors.new("decode", { resource = v, url = self.exec.base_url .. self.path,
+      message = "GET " .. self.path .. " answers with a task, not a resource: use run(\"GET\", path) or " ..
+        "wait_status(path)" }))
+  end
+  local status = v.status
+  if self.on_update and (type(prev) ~= "table" or status ~= prev.status) then self.on_update(v, prev) end
+  if self.mode == "gone" then
+    if status == "deleted" then return self:finish(true) end
+  elseif self.ready[status] then
+    self.seen_ready = self.seen_ready + 1
+    if self.seen_ready >= self.settle then return self:finish(v) end
     return
+  elseif status == nil and self.lenient then
+    return self:finish(v) -- nothing to wait for
   end
-  if self.on_update and (prev == nil or status ~= prev.status) then self.on_update(v, prev) end
-  if self.ready[status] then
-    self.done, self.value = true, v
-  elseif self.fail[status] then
-    self.done, self.err = true, errors.resource(self.path, v, status)
-  end
+  self.seen_ready = 0
+  if self.fail[status] then self:finish(nil, errors.resource(self.path, v, status)) end
 end
 
-function ResourceWatch.fatal(_, err) return err end
+function Watch.fatal(_, err) return err end
 
-function ResourceWatch:expired(o)
+function Watch:expired(o)
   local last = self.last
-  return errors.timeout(string.format("resource %s not ready after %gs (last status %s)", self.path, o.timeout,
+  local what = self.mode == "gone" and "still there" or "not ready"
+  return errors.timeout(string.format("resource %s %s after %gs (last status %s)", self.path, what, o.timeout,
     type(last) == "table" and tostring(last.status) or "never seen"),
     { resource = last, url = self.exec.base_url .. self.path, cause = self.failed })
 end
 
-local function poll_resource(exec, policy, o, deadline, w)
-  poll.run(exec, policy, o, deadline, { w })
+local function run_watch(w, deadline)
+  poll.run(w.exec, w.policy, w.o, deadline or w.exec.now() + w.o.timeout, { w })
   return w.value, w.err
 end
 
--- o: the wait options plus statuses, fail, grace.
+-- o: the wait options plus statuses, fail, settle, grace.
 function M.wait_ready(exec, policy, path, o)
-  local w = resource_watch(exec, path, o, set_of(o.statuses or { "active" }), set_of(o.fail or { "error" }), false,
-    o.on_update)
-  return poll_resource(exec, policy, o, exec.now() + o.timeout, w)
+  return run_watch(watch(exec, policy, path, o, "ready"))
+end
+
+-- o: the wait options plus fail, grace. true once the resource answers 404 (or reads `deleted`).
+function M.wait_gone(exec, policy, path, o)
+  return run_watch(watch(exec, policy, path, o, "gone"))
 end
 
 ------------------------------------------------------------------------------------------------
--- run: submit, wait, fetch the resource.
+-- Status reads: GETs that answer with a task whose resource reports on work going on (an import,
+-- a backup). Each poll is one GET (one task) waited out; the rounds follow the wait schedule.
+
+local StatusWatch = {}
+StatusWatch.__index = StatusWatch
+
+function StatusWatch:probe(exec, deadline)
+  local r, err, t = families.task_resource(exec, self.policy, self.path, deadline, self.o)
+  if err then return nil, err end
+  self.task = t
+  return r or {}
+end
+
+function StatusWatch:see(r, prev)
+  local status = type(r) == "table" and r.status or nil
+  if self.o.on_update and (type(prev) ~= "table" or status ~= prev.status) then self.o.on_update(r, prev) end
+  if self.ready[status] then
+    self.done, self.value = true, r
+  elseif self.fail[status] then
+    self.done, self.err = true, errors.resource(self.path, r, status)
+    self.err.task = self.task
+  end
+end
+
+StatusWatch.fatal = Watch.fatal
+
+function StatusWatch:expired(o)
+  local last = self.last
+  return errors.timeout(string.format("%s not finished after %gs (last status %s)", self.path, o.timeout,
+    type(last) == "table" and tostring(last.status) or "never seen"), { resource = last, task = self.task,
+    url = self.exec.base_url .. self.path, cause = self.failed })
+end
+
+-- o: the wait options plus statuses, fail (default: the status read's own words).
+function M.wait_status(exec, policy, path, o)
+  local s = families.status_read(path)
+  local w = setmetatable({ exec = exec, policy = policy, o = o, path = path,
+    ready = o.statuses and set_of(o.statuses) or (s and s.ready_set) or set_of({ "success", "active" }),
+    fail = o.fail and set_of(o.fail) or (s and s.failed_set) or set_of({ "failed", "error" }),
+    max_misses = 0, grace_until = -math.huge }, StatusWatch)
+  poll.run(exec, policy, o, exec.now() + o.timeout, { w })
+  return w.value, w.err
+end
+
+------------------------------------------------------------------------------------------------
+-- run: submit, wait, then follow the resource.
+
+-- Poll the resource at `path` in `mode` for run; on_update follows the task only (a pipeline's
+-- on_progress speaks of tasks), and an answer without a status ends the poll.
+local function follow(exec, policy, path, o, mode, deadline)
+  local w = watch(exec, policy, path, o, mode)
+  w.on_update, w.lenient = nil, true
+  return run_watch(w, deadline)
+end
 
 -- o: the wait options plus resource (a path, function(task) -> path, or false), ready (true or
--- the ready statuses), fail, grace. deadline: absolute; covers the whole run.
+-- the ready statuses), fail, settle, grace, gone (false: a DELETE does not wait for the resource
+-- to go). deadline: absolute; covers the whole run.
 function M.run(exec, policy, method, path, body, o, deadline)
   deadline = deadline or exec.now() + o.timeout
   local t, err = M.submit(exec, policy, method, path, body, deadline)
-  if not t then return nil, err end
+  if t == nil then return nil, err end
+  if not is_task(t) then return t end -- an operation that answers without a task: what it answered
   if not check.is_task_id(t.taskId) then -- the server's word, not misuse
     return nil, errors.new("decode", { message = "the API answered a task id that is not one ("
       .. #t.taskId .. " bytes)", task = t, method = method, url = exec.base_url .. path })
@@ -137,22 +216,38 @@ function M.run(exec, policy, method, path, body, o, deadline)
       return nil, err
     end
   end
-  local rpath = o.resource
+  local r = rawget(final, "response")
+  local carried = type(r) == "table" and r.resource or nil
+  if method == "GET" then return final, carried end -- a GET that answers with a task carries its answer
+
+  local rpath, mode = o.resource, o.ready and "ready" or "fetch"
   if type(rpath) == "function" then rpath = rpath(final) end
-  if rpath == nil then rpath = M.resource_path(exec.base_url, final) end
-  if not rpath then return final end
+  if rpath == nil then
+    local at = families.locate(path)
+    if method == "DELETE" and at and at.exact then
+      if o.gone == false then return final end
+      rpath, mode = path, "gone"
+    else
+      rpath = families.resource_of(exec.base_url, method, path, final)
+    end
+  end
+  if not rpath then return final, carried end
   check.path(rpath)
-  local ready = o.ready
-  if ready == true then ready = { "active" } end
-  -- o.on_update follows the task only: a pipeline's on_progress speaks of tasks
-  local w = resource_watch(exec, rpath, o, ready and set_of(ready), set_of(o.fail or { "error" }), true)
+  local wo = type(o.ready) == "table" and check.merge(o, { statuses = o.ready }) or o
   local res
-  res, err = poll_resource(exec, policy, o, deadline, w)
+  res, err = follow(exec, policy, rpath, wo, mode, deadline)
+  -- a change to a database turns its subscription pending for a while: wait it out too
+  local parent = res ~= nil and mode == "ready" and o.resource == nil and families.parent_item(rpath)
+  if parent then
+    local up, perr = follow(exec, policy, parent, o, "ready", deadline)
+    if up == nil then res, err = nil, perr end
+  end
   if res == nil then
     err.task = err.task or final
     err.task_id = err.task_id or final.taskId
     return nil, err
   end
+  if mode == "gone" then return final end
   return final, res
 end
 
@@ -171,7 +266,7 @@ function M.pipeline(exec, policy, steps, o)
     if type(body) == "function" then body = body(results) end
     body = check.request(method, path, body)
     local so = check.merge(o, { timeout = s.timeout or o.timeout, resource = s.resource, fail = s.fail,
-                                grace = s.grace or o.grace })
+                                grace = s.grace or o.grace, gone = s.gone })
     so.ready = s.ready == nil or s.ready
     if o.on_progress then
       so.on_update = function(t, prev) o.on_progress(name, t, prev) end
@@ -183,7 +278,7 @@ function M.pipeline(exec, policy, steps, o)
       err.message = "step '" .. name .. "': " .. tostring(err.message)
       return nil, err
     end
-    results[name] = { task = t, resource = res, id = taskmod.resource_id(t) }
+    results[name] = { task = t, resource = res, id = is_task(t) and taskmod.resource_id(t) or nil }
   end
   return results
 end

@@ -1,0 +1,283 @@
+-- rctasks.families: the Redis Cloud API's resource families, one row each, and what follows from
+-- them: which family a request path belongs to, where a finished task's resource lives, how that
+-- resource is read (a GET by id, a list filtered by id, or a GET that answers with a task), and
+-- its status words (ready, pending, failed, gone). run, wait_ready and wait_gone read them here.
+local core = require "rctasks.core"
+local errors = require "rctasks.errors"
+local poll = require "rctasks.poll"
+local retry = require "rctasks.retry"
+local taskmod = require "rctasks.task"
+local url = require "rctasks.url"
+
+local M = {}
+
+local ONCE = retry.ONCE
+
+-- The status words of most families, and those of databases (Pro and Essentials alike).
+local STD = { ready = { "active" }, pending = { "pending" }, failed = { "error" }, gone = { "deleting" } }
+local DB = { ready = { "active" }, failed = { "error" }, gone = { "deleting" },
+  pending = { "draft", "pending", "active-change-draft", "active-change-pending", "rcp-draft",
+              "rcp-change-pending", "rcp-active-change-draft", "proxy-policy-change-draft",
+              "proxy-policy-change-pending", "dynamic-endpoints-creation-pending", "active-upgrade-pending" } }
+
+-- Each row: name; item, the path template of one resource (its last {placeholder} is the id, or
+-- none for a resource a subscription has at most one of); read, how it is read when not by a GET
+-- of the item path: { list = template, field =, key = } (GET the list, find the element whose
+-- `key` is the id) or { task = template, field =, key = } (a GET that answers with a task whose
+-- response.resource holds the resource, or its `field` the elements); id, where a finished create
+-- names the new resource (default response.resourceId); the status words; settle, how many polls
+-- in a row must see it ready (the API flips some between active and pending after a change).
+M.ROWS = {
+  { name = "subscription", item = "/subscriptions/{id}", statuses = {
+      -- with customer-managed keys a subscription stops here until the key is granted
+      ready = { "active", "encryption_key_pending" }, pending = { "pending" }, failed = { "error" },
+      gone = { "deleting" } } },
+  { name = "database", item = "/subscriptions/{sid}/databases/{id}", statuses = DB, parent = "subscription" },
+  { name = "fixedSubscription", item = "/fixed/subscriptions/{id}", statuses = STD },
+  { name = "fixedDatabase", item = "/fixed/subscriptions/{sid}/databases/{id}", statuses = DB,
+    parent = "fixedSubscription" },
+  { name = "aclRedisRule", item = "/acl/redisRules/{id}", statuses = STD,
+    read = { list = "/acl/redisRules", field = "redisRules", key = "id" } },
+  { name = "aclRole", item = "/acl/roles/{id}", statuses = STD, settle = 2,
+    read = { list = "/acl/roles", field = "roles", key = "id" } },
+  { name = "aclUser", item = "/acl/users/{id}", statuses = STD, settle = 2 },
+  { name = "user", item = "/users/{id}", statuses = STD },
+  { name = "cloudAccount", item = "/cloud-accounts/{id}", statuses = {
+      ready = { "active" }, failed = { "active-error" }, gone = { "deleted" },
+      pending = { "draft", "pending", "change-draft", "change-pending", "delete-draft" } } },
+  { name = "peering", item = "/subscriptions/{sid}/peerings/{id}", statuses = {
+      ready = { "active", "inactive", "pending-acceptance" }, pending = { "initiating-request" },
+      failed = { "failed" } },
+    read = { task = "/subscriptions/{sid}/peerings", field = "peerings", key = "vpcPeeringId" } },
+  { name = "activeActivePeering", item = "/subscriptions/{sid}/regions/peerings/{id}", statuses = {
+      ready = { "active", "inactive", "pending-acceptance" }, pending = { "initiating-request" },
+      failed = { "failed" } },
+    read = { task = "/subscriptions/{sid}/regions/peerings", field = "peerings", key = "vpcPeeringId" } },
+  { name = "transitGateway", item = "/subscriptions/{sid}/transitGateways/{id}", statuses = {
+      ready = { "available" }, failed = { "failed", "rejected" }, gone = { "deleted" },
+      pending = { "initiating-request", "pending", "pendingAcceptance", "modifying", "deleting", "rejecting",
+                  "failing", "rollingBack", "provisioning" } },
+    read = { task = "/subscriptions/{sid}/transitGateways", field = "tgws", key = "id" } },
+  { name = "activeActiveTransitGateway", item = "/subscriptions/{sid}/regions/{rid}/transitGateways/{id}",
+    statuses = { ready = { "available" }, failed = { "failed", "rejected" }, gone = { "deleted" },
+                 pending = { "initiating-request", "pending", "pendingAcceptance", "modifying", "provisioning" } },
+    read = { task = "/subscriptions/{sid}/regions/{rid}/transitGateways", field = "tgws", key = "id" } },
+  { name = "pscEndpoint", item = "/subscriptions/{sid}/private-service-connect/{psc}/endpoints/{id}", statuses = {
+      ready = { "active" }, failed = { "failed", "rejected" }, gone = { "deleted" },
+      pending = { "initialized", "processing", "pending", "accept-pending", "reject-pending" } },
+    read = { task = "/subscriptions/{sid}/private-service-connect/{psc}", field = "endpoints", key = "id" } },
+  { name = "pscService", item = "/subscriptions/{sid}/private-service-connect", statuses = {
+      ready = { "active" }, failed = { "provision-failed", "failed" },
+      gone = { "delete-queued", "delete-pending", "deleted" },
+      pending = { "create-queued", "initialized", "create-pending" } },
+    read = { task = "/subscriptions/{sid}/private-service-connect" } },
+  { name = "activeActivePscService", item = "/subscriptions/{sid}/regions/{rid}/private-service-connect",
+    statuses = { ready = { "active" }, failed = { "provision-failed", "failed" },
+                 gone = { "delete-queued", "delete-pending", "deleted" },
+                 pending = { "create-queued", "initialized", "create-pending" } },
+    read = { task = "/subscriptions/{sid}/regions/{rid}/private-service-connect" } },
+  { name = "privateLink", item = "/subscriptions/{sid}/private-link", statuses = {
+      ready = { "active" }, pending = { "initializing" }, failed = { "failed" }, gone = { "deleting" } },
+    read = { task = "/subscriptions/{sid}/private-link" } },
+  { name = "activeActivePrivateLink", item = "/subscriptions/{sid}/regions/{rid}/private-link", statuses = {
+      ready = { "active" }, pending = { "initializing" }, failed = { "failed" }, gone = { "deleting" } },
+    read = { task = "/subscriptions/{sid}/regions/{rid}/private-link" } },
+  { name = "costReport", item = "/cost-report/{id}", statuses = {}, id = { "resource", "costReportId" } },
+}
+
+-- GETs that answer with a task whose response.resource is the answer: status reads, whose
+-- resource.status says when the work they report on is over.
+M.STATUS_READS = {
+  { path = "/subscriptions/{sid}/databases/{db}/import", ready = { "success" }, failed = { "failed" } },
+  { path = "/subscriptions/{sid}/databases/{db}/backup", ready = { "success" }, failed = { "failed" } },
+  { path = "/fixed/subscriptions/{sid}/databases/{db}/import", ready = { "success" }, failed = { "failed" } },
+  { path = "/fixed/subscriptions/{sid}/databases/{db}/backup", ready = { "success" }, failed = { "failed" } },
+}
+
+------------------------------------------------------------------------------------------------
+-- Templates: "/subscriptions/{sid}/databases/{id}" -> a pattern capturing each placeholder.
+
+local function compile(template)
+  local names = {}
+  local pat = template:gsub("[%-%.]", "%%%0"):gsub("{(%w+)}", function(n)
+    names[#names + 1] = n
+    return "([^/]+)"
+  end)
+  return "^" .. pat, names
+end
+
+local function set_of(list)
+  local s = {}
+  for _, v in ipairs(list or {}) do s[v] = true end
+  return s
+end
+
+for _, f in ipairs(M.ROWS) do
+  f.pattern, f.names = compile(f.item)
+  f.singleton = f.names[#f.names] ~= "id"
+  f.ready, f.pending, f.failed, f.gone = set_of(f.statuses.ready), set_of(f.statuses.pending),
+    set_of(f.statuses.failed), set_of(f.statuses.gone)
+  f.settle = f.settle or 1
+end
+for _, s in ipairs(M.STATUS_READS) do
+  s.pattern = compile(s.path)
+  s.ready_set, s.failed_set = set_of(s.ready), set_of(s.failed)
+end
+local BY_NAME = {}
+for _, f in ipairs(M.ROWS) do BY_NAME[f.name] = f end
+M.by_name = BY_NAME
+
+-- Fill a template from named values; nil when one is missing.
+local function fill(template, values)
+  local missing = false
+  local p = template:gsub("{(%w+)}", function(n)
+    local v = values[n]
+    if v == nil then missing = true; return "" end
+    return v
+  end)
+  if missing then return nil end
+  return p
+end
+
+-- Which resource a path names: the family, its item path and the placeholder values, from the
+-- longest item template the path starts with ("/subscriptions/1/databases/2/import" names the
+-- database). `exact` is true when the path is the item path itself.
+function M.locate(path)
+  local p = path:match("^[^?]*")
+  local best
+  for _, f in ipairs(M.ROWS) do
+    local caps = { p:match(f.pattern .. "()") }
+    if #caps > 0 then
+      local stop = caps[#caps]
+      local rest = p:sub(stop)
+      if (rest == "" or rest:sub(1, 1) == "/") and (not best or stop > best.stop) then
+        local values = {}
+        for i, n in ipairs(f.names) do values[n] = caps[i] end
+        best = { family = f, values = values, item = p:sub(1, stop - 1), exact = rest == "", stop = stop }
+      end
+    end
+  end
+  return best
+end
+
+-- The family whose collection a create is posted to: POST /subscriptions/{sid}/databases.
+function M.collection(path)
+  local p = path:match("^[^?]*"):gsub("/+$", "")
+  for _, f in ipairs(M.ROWS) do
+    if not f.singleton then
+      local coll = f.item:gsub("/{id}$", "")
+      local pat, names = compile(coll)
+      local caps = { p:match(pat .. "$") }
+      if #caps > 0 then -- (with no placeholder, match returns the whole path)
+        local values = {}
+        for i, n in ipairs(names) do values[n] = caps[i] end
+        return f, values
+      end
+    end
+  end
+  return nil
+end
+
+-- The status read a path is, if it is one.
+function M.status_read(path)
+  local p = path:match("^[^?]*")
+  for _, s in ipairs(M.STATUS_READS) do
+    if p:find(s.pattern .. "$") then return s end
+  end
+  return nil
+end
+
+-- The id a finished create names, as a path segment.
+local function new_id(f, t)
+  local r = rawget(t, "response")
+  if type(r) ~= "table" then return nil end
+  local v = r.resourceId
+  if f.id then
+    v = r
+    for _, k in ipairs(f.id) do v = type(v) == "table" and v[k] or nil end
+  end
+  return url.segment(v)
+end
+
+-- The item path of the resource the finished task `t` of `method path` is about, and its
+-- family; nil when the request names none the library knows. The request path decides (the
+-- real API's resource links are not always API paths); a resource link is the fallback.
+function M.resource_of(base_url, method, path, t)
+  local f, values = M.collection(path)
+  if method == "POST" and f then
+    values.id = new_id(f, t)
+    if values.id then return fill(f.item, values), f end
+  else
+    local at = M.locate(path)
+    if at then return at.item, at.family end
+  end
+  local href = url.rebase(base_url, taskmod.link(t, "resource"))
+  local linked = href and M.locate(href)
+  if linked and linked.exact then return linked.item, linked.family end
+  return nil
+end
+
+-- The item path of the resource `path`'s family belongs to (a database's subscription), or nil.
+function M.parent_item(path)
+  local at = M.locate(path)
+  local parent = at and at.exact and at.family.parent and BY_NAME[at.family.parent]
+  if not parent then return nil end
+  return fill(parent.item, { id = at.values.sid })
+end
+
+------------------------------------------------------------------------------------------------
+-- Reading one resource: read(exec, at, deadline) -> resource | nil, err, where a missing one is
+-- an http 404 error whatever the family's way of reading (a list without it, a task without it).
+
+local function decode_any(body)
+  if not body:find("%S") then return true end
+  return core.decode(body)
+end
+
+local function missing(exec, path)
+  return errors.new("http", { status = 404, message = "HTTP 404 Not Found: " .. path .. " is not there",
+    method = "GET", url = exec.base_url .. path })
+end
+
+-- The element of `list` whose `key` equals the id (numbers and strings compared as text).
+local function find(list, key, id)
+  if type(list) ~= "table" then return nil end
+  for _, e in ipairs(list) do
+    if type(e) == "table" and e[key] ~= nil and tostring(e[key]) == tostring(id) then return e end
+  end
+  return nil
+end
+
+-- A GET that answers with a task: wait for it (inside the deadline) and take its resource.
+function M.task_resource(exec, policy, path, deadline, o)
+  local t, err = exec:call("GET", path, nil, core.decode_task, ONCE, deadline)
+  if not t then return nil, err end
+  if not taskmod.ok(t) then
+    t, err = poll.wait(exec, policy, t.taskId, o, deadline)
+    if not t then return nil, err end
+  end
+  local r = rawget(t, "response")
+  return type(r) == "table" and r.resource or nil, nil, t
+end
+
+-- read(exec, policy, at, deadline, o): the resource `at` (from locate) names. `o`: the wait
+-- options, for the tasks a task-answering read makes.
+function M.read(exec, policy, at, deadline, o)
+  local rd = at.family.read
+  if not rd then return exec:call("GET", at.item, nil, decode_any, ONCE, deadline) end
+  local holder, err
+  if rd.list then
+    holder, err = exec:call("GET", fill(rd.list, at.values), nil, decode_any, ONCE, deadline)
+  else
+    holder, err = M.task_resource(exec, policy, fill(rd.task, at.values), deadline, o)
+  end
+  if err then return nil, err end
+  local r = holder
+  if rd.field then r = find(type(holder) == "table" and holder[rd.field], rd.key, at.values.id) end
+  if r == nil then return nil, missing(exec, at.item) end
+  return r
+end
+
+M.decode_any = decode_any
+
+return M
