@@ -97,6 +97,47 @@ describe("limiter", function()
     assert.is_true(tr.requests[401].at - tr.requests[1].at >= 60 - 1e-9) -- the 401st a minute later
   end)
 
+  it("follows X-Rate-Limit-Remaining: at 0 nothing goes until the window has passed", function()
+    local c, tr = client({ { 200, fake.task_body(ID, "received"), { ["x-rate-limit-remaining"] = "0" } }, OK },
+      { limiter = { limit = 10, window = 60 } })
+    assert(c:get(ID)); assert(c:get(ID))
+    assert.is_true(tr.requests[2].at - tr.requests[1].at >= 60 - 1e-9, tr.requests[2].at - tr.requests[1].at)
+  end)
+
+  it("follows X-Rate-Limit-Remaining: n left means limit - n used, whoever used them", function()
+    local c, tr = client({ { 200, fake.task_body(ID, "received"), { ["x-rate-limit-remaining"] = "4" } }, OK },
+      { limiter = { limit = 10, window = 60 } })
+    for _ = 1, 6 do assert(c:get(ID)) end
+    local t = {}
+    for i, r in ipairs(tr.requests) do t[i] = r.at - tr.requests[1].at end
+    assert.equal(0, t[5]) -- the first and 4 more at once: 10 - 4 were used
+    assert.is_true(t[6] >= 60 - 1e-9, "the sixth waited " .. t[6])
+  end)
+
+  it("retries a 429 for minutes (the API's 'too many changes at once'), a POST too: 1 s doubling to 60 s", function()
+    local answers = {}
+    for i = 1, 9 do answers[i] = { 429, "" } end
+    answers[10] = OK
+    local c, tr, clock = client(answers)
+    assert(c:submit("POST", "/subscriptions", "{}"))
+    assert.equal(10, #tr.requests)
+    for i, d in ipairs(clock.slept) do
+      assert.is_true(d <= math.min(60, 2 ^ (i - 1)) + 1e-9, "delay " .. i .. ": " .. d)
+    end
+    c, tr = client({ { 429, "" } })
+    local _, err = c:get(ID)
+    assert.equal(429, err.status)
+    assert.equal(10, #tr.requests)
+  end)
+
+  it("retries a 408 (the request never arrived whole), a POST too", function()
+    for _, method in ipairs({ "GET", "POST" }) do
+      local c, tr = client({ { 408, "" }, OK })
+      assert(c:submit(method, "/subscriptions", method == "POST" and "{}" or nil))
+      assert.equal(2, #tr.requests)
+    end
+  end)
+
   it("holds the next request when the server says X-Rate-Limit-Remaining: 0", function()
     local c, tr = client({ { 200, fake.task_body(ID, "received"), { ["x-rate-limit-remaining"] = "0" } }, OK },
       { limiter = { limit = 400, window = 60 } })

@@ -13,7 +13,8 @@ local sim = require "helpers.sim"
 
 local TIMEOUT = 0.3                       -- per-request timeout: stalls and trickles are cut here
 local MAX_BODY = 1024 * 1024
-local RETRY = { attempts = 3, base = 0.02, max_delay = 0.05 }
+local RETRY = { attempts = 3, base = 0.02, max_delay = 0.05, busy_attempts = 3, busy_base = 0.02,
+                busy_max_delay = 0.05 }
 local WAIT = { timeout = 3, interval = 0.02, max_interval = 0.05, jitter = 0 }
 local MARGIN = 1.5                        -- generous: the machine is shared and noisy
 

@@ -10,7 +10,8 @@ local free_port = sys.free_port
 local sim = require "helpers.sim"
 local scripted = require "helpers.scripted"
 
-local RETRY = { attempts = 2, base = 0.01, max_delay = 0.02 }
+local RETRY = { attempts = 2, base = 0.01, max_delay = 0.02, busy_attempts = 2, busy_base = 0.01,
+                busy_max_delay = 0.02 }
 
 local function fresh(extra, cfg)
   local acct = sim.account(cfg)

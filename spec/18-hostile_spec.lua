@@ -260,7 +260,8 @@ describe("paths and links", function()
     local good = "https://api.example.test/v1/cloud-accounts/1"
     assert.equal(good, fetched(good))
     assert.equal(good, fetched("/v1/cloud-accounts/1"))
-    for _, bad in ipairs({ "https://api.example.test/v1/cloud-accounts/..;/admin", "https://api.example.test/v1/../admin",
+    for _, bad in ipairs({ "https://api.example.test/v1/cloud-accounts/..;/admin",
+                           "https://api.example.test/v1/../admin",
                            "https://evil.example/v1/cloud-accounts/1", "http://api.example.test/v1/cloud-accounts/1",
                            "https://api.example.test:8443/v1/cloud-accounts/1",
                            "https://api.example.test/other/cloud-accounts/1",

@@ -26,6 +26,11 @@ return {
     factor = 2,
     retry_post = false,            -- a POST that may have reached the server is not sent again
     max_retry_after = 120,         -- a longer Retry-After is not waited for: the error is returned
+    -- A 429 also means "too many changes at once in the account; resubmit once they are done":
+    -- retried for minutes, as the Go SDK does (10 tries, 1 s doubling to 60 s).
+    busy_attempts = 10,
+    busy_base = 1,
+    busy_max_delay = 60,
   },
 
   -- The request budget: the API allows 400 requests a minute per account key.

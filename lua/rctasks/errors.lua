@@ -96,8 +96,9 @@ function M.transport(req, err)
   return err
 end
 
--- Statuses worth another try: rate limited, or a gateway that did not reach the API.
-M.RETRYABLE_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
+-- Statuses worth another try: rate limited or busy, the request never arrived whole (408), or a
+-- gateway that did not reach the API.
+M.RETRYABLE_STATUS = { [408] = true, [429] = true, [502] = true, [503] = true, [504] = true }
 
 M.REASONS = {
   [200] = "OK", [201] = "Created", [202] = "Accepted", [204] = "No Content",

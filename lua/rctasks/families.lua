@@ -20,8 +20,13 @@ local DB = { ready = { "active" }, failed = { "error" }, gone = { "deleting" },
               "rcp-change-pending", "rcp-active-change-draft", "proxy-policy-change-draft",
               "proxy-policy-change-pending", "dynamic-endpoints-creation-pending", "active-upgrade-pending" } }
 
--- Each row: name; item, the path template of one resource (its last {placeholder} is the id, or
--- none for a resource a subscription has at most one of); read, how it is read when not by a GET
+local PSC_ENDPOINT = { ready = { "active" }, failed = { "failed", "rejected" }, gone = { "deleted" },
+  pending = { "initialized", "processing", "pending", "accept-pending", "reject-pending" } }
+
+-- Each row: name; item, the path template of one resource ({x} stands for a number, {x*} for any
+-- one segment; {id} or {id*} is its own id, absent for a resource a subscription has at most one
+-- of); create, where a create is posted when that is not the item path without its last
+-- segment; read, how it is read when not by a GET
 -- of the item path: { list = template, field =, key = } (GET the list, find the element whose
 -- `key` is the id) or { task = template, field =, key = } (a GET that answers with a task whose
 -- response.resource holds the resource, or its `field` the elements); id, where a finished create
@@ -53,19 +58,23 @@ M.ROWS = {
       ready = { "active", "inactive", "pending-acceptance" }, pending = { "initiating-request" },
       failed = { "failed" } },
     read = { task = "/subscriptions/{sid}/regions/peerings", field = "peerings", key = "vpcPeeringId" } },
-  { name = "transitGateway", item = "/subscriptions/{sid}/transitGateways/{id}", statuses = {
+  { name = "transitGateway", item = "/subscriptions/{sid}/transitGateways/{id}/attachment", statuses = {
       ready = { "available" }, failed = { "failed", "rejected" }, gone = { "deleted" },
       pending = { "initiating-request", "pending", "pendingAcceptance", "modifying", "deleting", "rejecting",
                   "failing", "rollingBack", "provisioning" } },
     read = { task = "/subscriptions/{sid}/transitGateways", field = "tgws", key = "id" } },
-  { name = "activeActiveTransitGateway", item = "/subscriptions/{sid}/regions/{rid}/transitGateways/{id}",
+  { name = "activeActiveTransitGateway", item = "/subscriptions/{sid}/regions/{rid}/transitGateways/{id}/attachment",
     statuses = { ready = { "available" }, failed = { "failed", "rejected" }, gone = { "deleted" },
                  pending = { "initiating-request", "pending", "pendingAcceptance", "modifying", "provisioning" } },
     read = { task = "/subscriptions/{sid}/regions/{rid}/transitGateways", field = "tgws", key = "id" } },
-  { name = "pscEndpoint", item = "/subscriptions/{sid}/private-service-connect/{psc}/endpoints/{id}", statuses = {
-      ready = { "active" }, failed = { "failed", "rejected" }, gone = { "deleted" },
-      pending = { "initialized", "processing", "pending", "accept-pending", "reject-pending" } },
+  { name = "pscEndpoint", item = "/subscriptions/{sid}/private-service-connect/{psc}/endpoints/{id}",
+    create = "/subscriptions/{sid}/private-service-connect/{psc}", statuses = PSC_ENDPOINT,
     read = { task = "/subscriptions/{sid}/private-service-connect/{psc}", field = "endpoints", key = "id" } },
+  { name = "activeActivePscEndpoint",
+    item = "/subscriptions/{sid}/regions/{rid}/private-service-connect/{psc}/endpoints/{id}",
+    create = "/subscriptions/{sid}/regions/{rid}/private-service-connect/{psc}", statuses = PSC_ENDPOINT,
+    read = { task = "/subscriptions/{sid}/regions/{rid}/private-service-connect/{psc}", field = "endpoints",
+             key = "id" } },
   { name = "pscService", item = "/subscriptions/{sid}/private-service-connect", statuses = {
       ready = { "active" }, failed = { "provision-failed", "failed" },
       gone = { "delete-queued", "delete-pending", "deleted" },
@@ -82,7 +91,7 @@ M.ROWS = {
   { name = "activeActivePrivateLink", item = "/subscriptions/{sid}/regions/{rid}/private-link", statuses = {
       ready = { "active" }, pending = { "initializing" }, failed = { "failed" }, gone = { "deleting" } },
     read = { task = "/subscriptions/{sid}/regions/{rid}/private-link" } },
-  { name = "costReport", item = "/cost-report/{id}", statuses = {}, id = { "resource", "costReportId" } },
+  { name = "costReport", item = "/cost-report/{id*}", statuses = {}, id = { "resource", "costReportId" } },
 }
 
 -- GETs that answer with a task whose response.resource is the answer: status reads, whose
@@ -99,9 +108,9 @@ M.STATUS_READS = {
 
 local function compile(template)
   local names = {}
-  local pat = template:gsub("[%-%.]", "%%%0"):gsub("{(%w+)}", function(n)
+  local pat = template:gsub("[%-%.]", "%%%0"):gsub("{(%w+)(%*?)}", function(n, any)
     names[#names + 1] = n
-    return "([^/]+)"
+    return any == "*" and "([^/]+)" or "(%d+)"
   end)
   return "^" .. pat, names
 end
@@ -115,6 +124,8 @@ end
 for _, f in ipairs(M.ROWS) do
   f.pattern, f.names = compile(f.item)
   f.singleton = f.names[#f.names] ~= "id"
+  f.create = f.create or (not f.singleton and f.item:gsub("/{id%*?}$", "")) or nil
+  f.create_pattern, f.create_names = compile(f.create or f.item)
   f.ready, f.pending, f.failed, f.gone = set_of(f.statuses.ready), set_of(f.statuses.pending),
     set_of(f.statuses.failed), set_of(f.statuses.gone)
   f.settle = f.settle or 1
@@ -130,7 +141,7 @@ M.by_name = BY_NAME
 -- Fill a template from named values; nil when one is missing.
 local function fill(template, values)
   local missing = false
-  local p = template:gsub("{(%w+)}", function(n)
+  local p = template:gsub("{(%w+)%*?}", function(n)
     local v = values[n]
     if v == nil then missing = true; return "" end
     return v
@@ -160,17 +171,16 @@ function M.locate(path)
   return best
 end
 
--- The family whose collection a create is posted to: POST /subscriptions/{sid}/databases.
+-- The family a create is posted to (POST /subscriptions/{sid}/databases), with the values of
+-- its placeholders.
 function M.collection(path)
   local p = path:match("^[^?]*"):gsub("/+$", "")
   for _, f in ipairs(M.ROWS) do
-    if not f.singleton then
-      local coll = f.item:gsub("/{id}$", "")
-      local pat, names = compile(coll)
-      local caps = { p:match(pat .. "$") }
+    if f.create then
+      local caps = { p:match(f.create_pattern .. "$") }
       if #caps > 0 then -- (with no placeholder, match returns the whole path)
         local values = {}
-        for i, n in ipairs(names) do values[n] = caps[i] end
+        for i, n in ipairs(f.create_names) do values[n] = caps[i] end
         return f, values
       end
     end
@@ -248,13 +258,19 @@ local function find(list, key, id)
   return nil
 end
 
--- A GET that answers with a task: wait for it (inside the deadline) and take its resource.
+-- A GET that answers with a task: wait for it (inside the deadline) and take its resource. A
+-- task failing with a ..._NOT_FOUND error type is a missing resource, like a 404.
 function M.task_resource(exec, policy, path, deadline, o)
   local t, err = exec:call("GET", path, nil, core.decode_task, ONCE, deadline)
   if not t then return nil, err end
   if not taskmod.ok(t) then
     t, err = poll.wait(exec, policy, t.taskId, o, deadline)
-    if not t then return nil, err end
+    if not t then
+      if err.kind == "task" and type(err.code) == "string" and err.code:find("_NOT_FOUND$") then
+        return nil, missing(exec, path)
+      end
+      return nil, err
+    end
   end
   local r = rawget(t, "response")
   return type(r) == "table" and r.resource or nil, nil, t

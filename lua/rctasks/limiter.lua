@@ -37,9 +37,28 @@ function Local:acquire(now)
   return 0
 end
 
--- The server says the budget is spent (by other processes maybe): hold one average slot's time.
+-- How many logged sends are younger than the window. The ring read from `head` is oldest first
+-- (unused slots first of all), so a binary search finds the first young one.
+function Local:recent(now)
+  local limit, head, log, since = self.limit, self.head, self.log, now - self.window
+  local lo, hi = 0, limit -- the first young entry is at an offset in [lo, hi]
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local t = log[(head - 1 + mid) % limit + 1]
+    if t and t > since then hi = mid else lo = mid + 1 end
+  end
+  return limit - lo
+end
+
+-- The server says n requests remain in its window (others share the key): the log is made to
+-- hold limit - n recent sends, so at 0 nothing goes until the window has passed.
 function Local:remaining(n, now)
-  if n == 0 then self.held = math.max(self.held, now + self.window / self.limit) end
+  if n ~= n or n < 0 then return end
+  local used = self.limit - math.min(n, self.limit)
+  for _ = self:recent(now) + 1, used do -- overwrite the oldest slots: they are outside the window
+    self.log[self.head] = now
+    self.head = self.head % self.limit + 1
+  end
 end
 
 ------------------------------------------------------------------------------------------------
@@ -102,10 +121,11 @@ function Shared:acquire()
   return math.max(soonest or 0, 0.001)
 end
 
--- X-Rate-Limit-Remaining: 0: every worker holds one slot's time.
+-- X-Rate-Limit-Remaining: 0: every worker holds until the window has passed. (A count above 0 is
+-- not mirrored here: counting the live claims is a scan of the ring.)
 function Shared:remaining(n)
   if n ~= 0 then return end
-  local d, hold = self.dict, self.window / self.limit
+  local d, hold = self.dict, self.window
   local t = d:ttl(self.held_key)
   if not t or t < hold then d:set(self.held_key, true, hold) end
 end

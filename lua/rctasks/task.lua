@@ -75,15 +75,18 @@ function M.known(s)
   return IN_PROGRESS[s] == true or s == M.COMPLETED or s == M.ERROR
 end
 
--- The API error of a failed task as one line, "TYPE: description", from string fields only.
+-- The API error of a failed task as one line, from string fields only:
+-- "<status> - <TYPE>: <description> (<additionalInfo>)", the parts the task has.
 function M.error_text(t)
   local r = rawget(t, "response")
-  local e = type(r) == "table" and r.error
-  if type(e) ~= "table" then return nil end
-  local typ = type(e.type) == "string" and e.type ~= "" and e.type or nil
-  local desc = type(e.description) == "string" and e.description ~= "" and e.description or nil
-  if typ and desc then return typ .. ": " .. desc end
-  return typ or desc
+  if type(r) ~= "table" then return nil end
+  local function str(v) return type(v) == "string" and v ~= "" and v or nil end
+  local e = type(r.error) == "table" and r.error or {}
+  local typ, desc, code, info = str(e.type), str(e.description), str(e.status), str(r.additionalInfo)
+  local s = typ and desc and (typ .. ": " .. desc) or typ or desc
+  if code then s = s and (code .. " - " .. s) or code end
+  if info then s = s and (s .. " (" .. info .. ")") or info end
+  return s
 end
 
 M.mt = {

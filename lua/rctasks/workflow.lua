@@ -64,6 +64,7 @@ local GONE = {} -- what a gone-watch's probe answers once the resource is not th
 local function watch(exec, policy, path, o, mode)
   local at = families.locate(path)
   local f = at and at.exact and at.family
+  if mode == "ready" and f and not o.statuses and next(f.ready) == nil then mode = "fetch" end -- no status words
   local w = setmetatable({ exec = exec, policy = policy, o = o, path = path, mode = mode, at = f and at,
     ready = o.statuses and set_of(o.statuses) or (f and f.ready) or set_of({ "active" }),
     fail = o.fail and set_of(o.fail) or (f and f.failed) or set_of({ "error" }),
