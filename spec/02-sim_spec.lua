@@ -380,9 +380,10 @@ describe("simulator", function()
         .subscription)
     end)
 
-    it("rejects an `ends` kind or status word it does not know", function()
+    it("rejects an `ends` kind or status word it does not know, and kinds the API never creates", function()
       assert.has_error(function() sim.account({ ends = { spaceship = { "active" } } }) end)
       assert.has_error(function() sim.account({ ends = { subscription = { "purple" } } }) end)
+      assert.has_error(function() sim.account({ ends = { tgw = { "available" } } }) end) -- nothing creates one
     end)
   end)
 

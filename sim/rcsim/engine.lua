@@ -357,10 +357,10 @@ function M.operations()
   return l
 end
 
--- Every kind's status words, for config validation.
+-- The status words of a kind config `ends` applies to (one the API creates), for validation.
 function M.words(kindname)
   local k = M.kinds[kindname]
-  return k and k.words
+  return k and not k.no_ends and k.words or nil
 end
 
 return M

@@ -155,7 +155,7 @@ local function parse_ends(v)
   local out = {}
   for kind, words in pairs(v) do
     local w = engine.words(kind)
-    if not w then return nil, "config ends: unknown kind " .. tostring(kind) end
+    if not w then return nil, "config ends: " .. tostring(kind) .. " is not a kind the API creates" end
     if type(words) ~= "table" then return nil, "config ends." .. kind .. " must be a list of status words" end
     local known = {}
     for _, x in ipairs(w.all) do known[x] = true end

@@ -16,10 +16,10 @@ M.kinds = {
               gone = "deleted", failed = { "active-error" },
               all = { "draft", "pending", "change-draft", "change-pending", "delete-draft", "active", "active-error",
                       "deleted" } } },
-  account_user = { label = "User", first = 1001, missing = "USER_NOT_FOUND",
+  account_user = { no_ends = true, label = "User", first = 1001, missing = "USER_NOT_FOUND",
     words = { pending = { "active" }, ready = "active", changing = "active", deleting = "deleting",
       all = { "active" } } },
-  cost_report = { label = "Cost report", missing = "GENERAL_ERROR",
+  cost_report = { no_ends = true, label = "Cost report", missing = "GENERAL_ERROR",
     words = { pending = { "pending" }, ready = "ready", all = { "pending", "ready" } },
     new_id = function(ctx) return util.uuid() .. "." .. (ctx.body.format == "json" and "json" or "csv") end },
 }

@@ -18,13 +18,14 @@ M.kinds = {
               words = PEERING_WORDS },
   aa_peering = { label = "VPC peering", ids = "peering", first = 9001, missing = "ACTIVE_ACTIVE_VPC_PEERING_NOT_FOUND",
                  words = PEERING_WORDS },
-  tgw = { label = "Transit gateway", first = 30001, missing = "TGW_DOES_NOT_EXIST",
+  tgw = { no_ends = true, label = "Transit gateway", first = 30001, missing = "TGW_DOES_NOT_EXIST",
           words = { pending = { "available" }, ready = "available", all = { "available" } } },
   tgw_attachment = { label = "Transit gateway attachment", first = 35001, missing = "TGW_ATTACHMENT_DOES_NOT_EXIST",
     words = { pending = { "pending" }, ready = "available", changing = "modifying", deleting = "deleting",
               failed = { "failed" }, all = { "initiating-request", "pending", "pendingAcceptance", "modifying",
                                              "deleting", "available", "failed", "rejected" } } },
-  tgw_invitation = { label = "Resource share", first = 60001, missing = "TGW_RESOURCE_SHARE_DOES_NOT_EXIST",
+  tgw_invitation = { no_ends = true, label = "Resource share", first = 60001,
+    missing = "TGW_RESOURCE_SHARE_DOES_NOT_EXIST",
     words = { pending = { "pending" }, ready = "pending", all = { "pending", "accepted", "rejected" } } },
 }
 

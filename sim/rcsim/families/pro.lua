@@ -69,7 +69,7 @@ M.kinds = {
     words = { pending = { "pending" }, ready = "active", changing = "pending", deleting = "deleting",
               failed = { "error" }, all = { "pending", "active", "error", "deleting", "encryption_key_pending" } },
     on_create = on_create_subscription, view = subscription_view },
-  region = { label = "Region", missing = "SUBSCRIPTION_INVALID_REGION_ID",
+  region = { no_ends = true, label = "Region", missing = "SUBSCRIPTION_INVALID_REGION_ID",
     words = { pending = { "active" }, ready = "active", changing = "active", deleting = "deleting",
       all = { "active" } } },
   database = { label = "Database", ids = "database", first = 51000001, missing = "DATABASE_NOT_FOUND",
