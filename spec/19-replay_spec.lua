@@ -383,7 +383,7 @@ local function bodies(run, key)
   return b
 end
 
--- Optional parts an SDK asks for: the replay asks for them too.
+-- Optional parts clients ask for: the replay asks for them too.
 local QUERY = { creationScripts = "?includeTerraformGcpScript=true",
   ["endpoint-script"] = "?includeTerraformAwsScript=true" }
 

@@ -58,7 +58,7 @@ M.routes = {
   { "GET", SUB .. "/databases", id = "getFixedSubscriptionDatabases", op = "list",
     view = function(ctx) return common.databases_list(ctx, "fixed_database", "/fixed/subscriptions") end },
   { "GET", DB, id = "getFixedSubscriptionDatabaseByID", op = "read" },
-  -- the spec's operationId for this update is deleteFixedDatabaseByID
+  -- the API names this update operation deleteFixedDatabaseByID
   { "PUT", DB, id = "deleteFixedDatabaseByID", op = "update", http = 200, command = "fixedDatabaseUpdateRequest",
     done = DB_DONE },
   { "DELETE", DB, id = "deleteFixedDatabaseByID_1", op = "delete", http = 200, command = "fixedDatabaseDeleteRequest",
