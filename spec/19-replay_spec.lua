@@ -528,7 +528,7 @@ local function replay_op(row, real, method, template)
   local want = not invented and row.task_status or nil
   local cfg = {}
   if want == "initialized" then cfg.initialized = 0.06 end
-  if want == "processing-in-progress" then cfg.step = 0.06 end
+  if want == "processing-in-progress" or (want == "received" and via_task) then cfg.step = 0.06 end
   if want == "processing-error" then cfg.outcomes = { failure(real) } end
   needs(run, template)
   if next(cfg) then sim.config(run.a.key, cfg) end
