@@ -134,7 +134,6 @@ end
 
 -- The subscription (Pro or Essentials) a context is about.
 local function sub_of(ctx) return ctx.of.subscription or ctx.of.fixed_subscription end
-M.sub_of = sub_of
 
 local PICK = {
   self = function(_, rec) return rec and rec.id end,

@@ -49,7 +49,8 @@ function M.iso(t)
   return os.date("!%Y-%m-%dT%H:%M:%S", sec) .. string.format(".%09dZ", ns)
 end
 
-function M.date(t) return os.date("!%Y-%m-%d", math.floor(t)) end
+-- ISO-8601 UTC to the second, as resource fields (not tasks) carry times.
+function M.stamp(t) return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t)) end
 
 -- Reason phrases as Spring writes them in an error body's "error" (and the sim in status lines).
 M.REASON = {

@@ -37,7 +37,7 @@ function M.import_snapshot(ctx, at)
   if not run then return {} end
   local st = store.status(run, at)
   if st ~= "failed" then return { status = st } end
-  return { status = st, failureReason = "file-corrupted", lastImportTime = os.date("!%Y-%m-%dT%H:%M:%SZ", run.appear),
+  return { status = st, failureReason = "file-corrupted", lastImportTime = util.stamp(run.appear),
            failureReasonParams = { { key = "bytes_configured_bdb_limit", value = "1073741824" },
                                    { key = "bytes_of_expected_dataset", value = "2147483648" } } }
 end
@@ -94,7 +94,7 @@ function M.database_view(r, ctx, prefix)
     memoryLimitInGb = f.memoryLimitInGb or f.datasetSizeInGb or 1, memoryUsedInMb = 1,
     dataPersistence = f.dataPersistence or "none", replication = f.replication ~= false,
     dataEvictionPolicy = f.dataEvictionPolicy or "volatile-lru",
-    activatedOn = os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(r.appear)),
+    activatedOn = util.stamp(r.appear),
     publicEndpoint = ("%s:%d"):format(host, port), privateEndpoint = ("%s:%d"):format(host:gsub("^redis",
       "redis-internal"), port),
     links = { link(ctx.base, ("%s/%d/databases/%d"):format(prefix, sub.id, r.id)) },
@@ -122,7 +122,7 @@ local function tags_path(ctx)
     :gsub("/{tagKey}$", "")
 end
 
-local function stamp() return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(ngx.now())) end
+local function stamp() return util.stamp(ngx.now()) end
 
 local function tags_answer(ctx, method)
   local db = ctx.target

@@ -1,5 +1,6 @@
 -- Essentials (fixed) subscriptions and their databases: create/update/delete, upgrade, backups and
 -- imports with their status GETs, database tags, traffic resume.
+local util = require "rcsim.util"
 local store = require "rcsim.store"
 local common = require "rcsim.families.common"
 local pro = require "rcsim.families.pro"
@@ -12,7 +13,7 @@ local function subscription_view(r, ctx)
   local f = r.fields
   return { id = r.id, name = f.name, status = store.status(r, ctx.now), planId = f.planId or 98183,
            paymentMethodType = f.paymentMethodId and "credit-card" or "free", paymentMethodId = f.paymentMethodId,
-           creationDate = os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(r.appear)),
+           creationDate = util.stamp(r.appear),
            links = { link(ctx.base, "/fixed/subscriptions/" .. r.id) } }
 end
 

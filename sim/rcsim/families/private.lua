@@ -128,7 +128,7 @@ local function link_view(ctx, at)
       connections[#connections + 1] = { associationId = ("rassoc-%08x"):format(#connections + l.id),
         connectionId = ("vpce-con-%08x"):format(#connections + l.id), type = "resource-endpoint",
         ownerId = p.principal:match("(%d%d%d%d%d%d%d%d%d%d%d%d)") or "123456789012",
-        associationDate = os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(p.ready)) }
+        associationDate = util.stamp(p.ready) }
     end
   end
   local dbs = {}
