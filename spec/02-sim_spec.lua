@@ -1,6 +1,7 @@
 -- The local API simulator is faithful to what the real Redis Cloud API sends (sim/README.md lists it):
 -- checked with raw LuaSocket requests, no rctasks code involved.
 local socket = require "socket"
+local cjson = require "cjson"
 local sim = require "helpers.sim"
 
 local function req(a, method, path, body, timeout)
@@ -32,14 +33,68 @@ local function poll(a, id, done)
   return t
 end
 
-local function final(t)
-  return t.status ~= "received" and t.status ~= "processing-in-progress"
-end
+local PENDING = { received = true, initialized = true, ["processing-in-progress"] = true }
+
+local function final(t) return not PENDING[t.status] end
 
 local function link(t, rel)
   for _, l in ipairs(t.links or {}) do
     if l.rel == rel then return l.href end
   end
+end
+
+-- Polls GET path until done(http_status, body) or ~5 s pass; returns the last status and body.
+local function poll_status(a, path, done)
+  local status, v
+  for _ = 1, 500 do
+    status, v = get_json(a, path)
+    if done(status, v) then break end
+    socket.sleep(0.01)
+  end
+  return status, v
+end
+
+-- A request with a Lua table body: status, decoded body (nil when empty), raw body.
+local function call(a, method, path, body)
+  local status, text, h = req(a, method, path, body ~= nil and cjson.encode(body) or nil)
+  return status, text and text ~= "" and sim.decode(text) or nil, text, h
+end
+
+-- A change or a status GET, waited for: its final task and the HTTP status it was answered with.
+local function run(a, method, path, body)
+  local status, t, text = call(a, method, path, body)
+  assert(status and status >= 200 and status < 300,
+    method .. " " .. path .. ": " .. tostring(status) .. " " .. tostring(text))
+  return poll(a, t.taskId, final), status
+end
+
+local function wait_status(a, path, word)
+  local _, v = poll_status(a, path, function(st, x) return st == 200 and x.status == word end)
+  return v and v.status
+end
+
+-- The distinct statuses `path` reads until `stop(status)` (or ~3 s), in order.
+local function statuses(a, path, stop)
+  local seen = {}
+  for _ = 1, 300 do
+    local st, v = get_json(a, path)
+    local word = st == 200 and v.status or st
+    if seen[#seen] ~= word then seen[#seen + 1] = word end
+    if stop(word) then break end
+    socket.sleep(0.005)
+  end
+  return seen
+end
+
+local function index_of(list, x)
+  for i, y in ipairs(list) do if y == x then return i end end
+end
+
+local function sub_of(a, body)
+  local t = run(a, "POST", "/subscriptions", body or { name = "s" })
+  assert.equal("processing-completed", t.status)
+  wait_status(a, "/subscriptions/" .. t.response.resourceId, "active")
+  return t.response.resourceId
 end
 
 describe("simulator", function()
@@ -127,7 +182,7 @@ describe("simulator", function()
       assert.equal("active", st)
     end)
 
-    it("creates a database under a subscription, naming both ids in the completed task", function()
+    it("creates a Pro database whose finished task names only the database, no resource link", function()
       local a = sim.account()
       local sub = poll(a, create_sub(a).taskId, final).response.resourceId
       local status, body = req(a, "POST", "/subscriptions/" .. sub .. "/databases", '{"name":"db1"}')
@@ -135,9 +190,9 @@ describe("simulator", function()
       local t = poll(a, sim.decode(body).taskId, final)
       assert.equal("databaseCreateRequest", t.commandType)
       assert.equal("processing-completed", t.status)
-      assert.equal(sub, t.response.additionalResourceId)
+      assert.is_nil(t.response.additionalResourceId)
+      assert.is_nil(link(t, "resource"))
       local db = t.response.resourceId
-      assert.equal(sim.url() .. "/subscriptions/" .. sub .. "/databases/" .. db, link(t, "resource"))
       local _, list = get_json(a, "/subscriptions/" .. sub .. "/databases")
       assert.equal(sub, list.subscription[1].subscriptionId)
       assert.equal(db, list.subscription[1].databases[1].databaseId)
@@ -152,23 +207,28 @@ describe("simulator", function()
       assert.equal("404 NOT_FOUND", t.response.error.status)
     end)
 
-    it("answers 404 with a Spring body naming an unknown subscription", function()
+    it("answers an empty 404 for an unknown subscription, database or database list", function()
       local a = sim.account()
-      local status, e = get_json(a, "/subscriptions/4242")
-      assert.equal(404, status)
-      assert.equal(404, e.status)
-      assert.matches("4242", e.message)
+      for _, path in ipairs({ "/subscriptions/4242", "/subscriptions/4242/databases", "/subscriptions/4242/databases/7",
+                              "/fixed/subscriptions/4242", "/cloud-accounts/4242" }) do
+        local status, body = req(a, "GET", path)
+        assert.equal(404, status, path)
+        assert.equal("", body, path)
+      end
     end)
 
-    it("deletes a subscription through a task, after which it is gone", function()
-      local a = sim.account()
+    it("deletes a subscription through a task (200): it reads deleting, then answers 404", function()
+      local a = sim.account({ provision = 0.1 })
       local sub = poll(a, create_sub(a).taskId, final).response.resourceId
+      socket.sleep(0.12)
       local status, body = req(a, "DELETE", "/subscriptions/" .. sub)
-      assert.equal(202, status)
+      assert.equal(200, status)
       local t = poll(a, sim.decode(body).taskId, final)
       assert.equal("subscriptionDeleteRequest", t.commandType)
       assert.equal("processing-completed", t.status)
-      assert.equal(404, (req(a, "GET", "/subscriptions/" .. sub)))
+      assert.same({}, t.response)
+      assert.equal("deleting", select(2, get_json(a, "/subscriptions/" .. sub)).status)
+      assert.equal(404, poll_status(a, "/subscriptions/" .. sub, function(st) return st == 404 end))
     end)
 
     it("processes one operation at a time: a second task starts only after the first ends", function()
@@ -235,6 +295,424 @@ describe("simulator", function()
     it("rejects unknown config keys and outcomes", function()
       assert.has_error(function() sim.account({ stepp = 1 }) end)
       assert.has_error(function() sim.account({ outcomes = { "maybe" } }) end)
+    end)
+  end)
+
+  describe("lifecycle", function()
+    it("answers an in-progress task with an empty response and no description", function()
+      local a = sim.account({ step = 0.1 })
+      local t = poll(a, create_sub(a).taskId, function(x) return x.status == "processing-in-progress" end)
+      assert.equal("processing-in-progress", t.status)
+      assert.same({}, t.response)
+      assert.is_nil(t.description)
+    end)
+
+    it("shows the initialized phase config `initialized` asks for, between received and in progress", function()
+      local a = sim.account({ initialized = 0.1 })
+      local seen, order = {}, {}
+      local t = poll(a, create_sub(a).taskId, function(x)
+        if not seen[x.status] then seen[x.status] = x; order[#order + 1] = x.status end
+        return final(x)
+      end)
+      assert.equal("processing-completed", t.status)
+      assert.same({ "received", "initialized", "processing-in-progress", "processing-completed" }, order)
+      assert.same({}, seen.initialized.response)
+      assert.is_nil(seen.initialized.description)
+    end)
+
+    it("turns a subscription pending while one of its databases is created, and active after", function()
+      local a = sim.account({ provision = 0.05 })
+      local sub = sub_of(a)
+      local _, t = call(a, "POST", "/subscriptions/" .. sub .. "/databases", { name = "db" })
+      local seen = statuses(a, "/subscriptions/" .. sub, function(w)
+        return w == "active" and final(select(2, get_json(a, "/tasks/" .. t.taskId))) end)
+      assert.is_truthy(index_of(seen, "pending"), table.concat(seen, ","))
+      assert.equal("active", seen[#seen])
+      local db = poll(a, t.taskId, final).response.resourceId
+      local dbseen = statuses(a, ("/subscriptions/%d/databases/%d"):format(sub, db),
+        function(w) return w == "active" end)
+      assert.equal("active", dbseen[#dbseen])
+    end)
+
+    it("reads a database draft, then pending, then active", function()
+      local a = sim.account({ step = 0.01, provision = 0.2 })
+      local sub = sub_of(a)
+      local t = run(a, "POST", "/subscriptions/" .. sub .. "/databases", { name = "db" })
+      local seen = statuses(a, ("/subscriptions/%d/databases/%d"):format(sub, t.response.resourceId),
+        function(w) return w == "active" end)
+      assert.same({ "draft", "pending", "active" }, seen)
+    end)
+
+    it("does not queue a GET answered with a task behind the changes waiting in received", function()
+      local a = sim.account()
+      local sub = sub_of(a)
+      sim.task(a.key, { outcome = "stuck" }) -- holds the account's one change slot forever
+      local _, waiting = call(a, "PUT", "/subscriptions/" .. sub, { name = "later" })
+      local cidr = run(a, "GET", "/subscriptions/" .. sub .. "/cidr")
+      assert.equal("processing-completed", cidr.status)
+      assert.same({ "0.0.0.0/0" }, cidr.response.resource.cidr_ips)
+      assert.equal("received", select(2, get_json(a, "/tasks/" .. waiting.taskId)).status)
+    end)
+
+    it("refuses to delete a subscription that still has databases", function()
+      local a = sim.account()
+      local sub = sub_of(a)
+      run(a, "POST", "/subscriptions/" .. sub .. "/databases", { name = "db" })
+      local t = run(a, "DELETE", "/subscriptions/" .. sub)
+      assert.equal("processing-error", t.status)
+      assert.equal("SUBSCRIPTION_IN_USE", t.response.error.type)
+      assert.equal("active", wait_status(a, "/subscriptions/" .. sub, "active"))
+    end)
+
+    it("ends the next created resources in the status config `ends` names, one per create", function()
+      local a = sim.account({ ends = { subscription = { "encryption_key_pending" },
+        cloud_account = { "active-error" } } })
+      local first = run(a, "POST", "/subscriptions", { name = "cmk" }).response.resourceId
+      local seen = statuses(a, "/subscriptions/" .. first, function(w) return w == "encryption_key_pending" end)
+      assert.same({ "pending", "encryption_key_pending" }, seen)
+      socket.sleep(0.05)
+      assert.equal("encryption_key_pending", select(2, get_json(a, "/subscriptions/" .. first)).status)
+      assert.equal("active", wait_status(a, "/subscriptions/" .. sub_of(a), "active"))
+      local ca = run(a, "POST", "/cloud-accounts", { name = "c", provider = "AWS" }).response.resourceId
+      assert.equal("active-error", wait_status(a, "/cloud-accounts/" .. ca, "active-error"))
+      assert.same({}, sim.config(a.key, {}) and sim.decode(select(2, sim.request("GET",
+        "/sim/accounts/" .. a.key))).ends
+        .subscription)
+    end)
+
+    it("rejects an `ends` kind or status word it does not know, and kinds the API never creates", function()
+      assert.has_error(function() sim.account({ ends = { spaceship = { "active" } } }) end)
+      assert.has_error(function() sim.account({ ends = { subscription = { "purple" } } }) end)
+      assert.has_error(function() sim.account({ ends = { tgw = { "available" } } }) end) -- nothing creates one
+    end)
+  end)
+
+  describe("Essentials", function()
+    it("creates a database whose task names both ids and links the resource", function()
+      local a = sim.account()
+      local sub = run(a, "POST", "/fixed/subscriptions", { name = "f", planId = 1 }).response.resourceId
+      wait_status(a, "/fixed/subscriptions/" .. sub, "active")
+      local t, status = run(a, "POST", "/fixed/subscriptions/" .. sub .. "/databases", { name = "fdb" })
+      assert.equal(200, status)
+      assert.equal("fixedDatabaseCreateRequest", t.commandType)
+      assert.equal(sub, t.response.additionalResourceId)
+      assert.equal(("%s/fixed/subscriptions/%d/databases/%d"):format(sim.url(), sub, t.response.resourceId),
+        link(t, "resource"))
+    end)
+
+    it("allows one free plan per account", function()
+      local a = sim.account()
+      assert.equal("processing-completed", run(a, "POST", "/fixed/subscriptions", { name = "free" }).status)
+      local t = run(a, "POST", "/fixed/subscriptions", { name = "free2" })
+      assert.equal("FIXED_SUBSCRIPTION_ACCOUNT_ALREADY_HAS_A_FREE_PLAN", t.response.error.type)
+    end)
+  end)
+
+  describe("ACL", function()
+    it("links a created rule to the API's non-API path, lists it, and has no GET by id", function()
+      local a = sim.account()
+      local t = run(a, "POST", "/acl/redisRules", { name = "r1", redisRule = "+@read ~app:*" })
+      local id = t.response.resourceId
+      assert.equal(sim.url() .. "/acl/" .. id .. "/acl/redisRules", link(t, "resource"))
+      local _, list = get_json(a, "/acl/redisRules")
+      local mine
+      for _, r in ipairs(list.redisRules) do if r.id == id then mine = r end end
+      assert.same({ id = id, name = "r1", acl = "+@read ~app:*", isDefault = false, status = mine.status }, mine)
+      assert.equal(405, (req(a, "GET", "/acl/redisRules/" .. id)))
+      assert.equal(405, (req(a, "GET", "/acl/roles/1")))
+    end)
+
+    it("ends an update or a delete of a missing rule, role or user in processing-error with its NOT_FOUND", function()
+      local a = sim.account()
+      for path, typ in pairs({ ["/acl/redisRules/40004"] = "ACL_REDIS_RULE_NOT_FOUND",
+        ["/acl/roles/40004"] = "ACL_ROLE_NOT_FOUND",
+                               ["/acl/users/40004"] = "ACL_USER_NOT_FOUND" }) do
+        for _, method in ipairs({ "PUT", "DELETE" }) do
+          local t = run(a, method, path, { name = "x" })
+          assert.equal("processing-error", t.status, method .. " " .. path)
+          assert.equal(typ, t.response.error.type)
+          assert.equal("404 NOT_FOUND", t.response.error.status)
+        end
+      end
+    end)
+
+    it("refuses a bad rule pattern, a missing role and a weak password as the API does", function()
+      local a = sim.account()
+      local t = run(a, "POST", "/acl/redisRules", { name = "bad", redisRule = "read everything" })
+      assert.equal("ACL_REDIS_RULE_PATTERN_NOT_VALID", t.response.error.type)
+      assert.equal("redis-acl-wrong-acl-rule-pattern", t.response.additionalInfo)
+      t = run(a, "POST", "/acl/users", { name = "u", role = "nobody", password = "Str0ng!pass" })
+      assert.equal("ACL_ROLE_DOES_NOT_EXISTS", t.response.error.type)
+      run(a, "POST", "/acl/roles", { name = "ops", redisRules = { { ruleName = "Read-Only", databases = {} } } })
+      t = run(a, "POST", "/acl/users", { name = "u", role = "ops", password = "weak" })
+      assert.equal("ACL_USER_PASSWORD_NOT_VALID", t.response.error.type)
+      assert.equal("cluster-user-password-wrong-pattern", t.response.additionalInfo)
+      t = run(a, "POST", "/acl/roles", { name = "r", redisRules = { { ruleName = "Read-Only",
+        databases = { { subscriptionId = 424242, databaseId = 1 } } } } })
+      assert.equal("SUBSCRIPTION_NOT_FOUND", t.response.error.type)
+    end)
+
+    it("reads a user by id; a missing one is a Spring 404 with a message and no type", function()
+      local a = sim.account()
+      run(a, "POST", "/acl/roles", { name = "ops", redisRules = { { ruleName = "Read-Only", databases = {} } } })
+      local t = run(a, "POST", "/acl/users", { name = "u", role = "ops", password = "Str0ng!pass" })
+      assert.equal(sim.url() .. "/acl/" .. t.response.resourceId .. "/acl/users", link(t, "resource"))
+      assert.equal("active", wait_status(a, "/acl/users/" .. t.response.resourceId, "active"))
+      local status, e = get_json(a, "/acl/users/40004")
+      assert.equal(404, status)
+      assert.equal("ACL user 40004 not found", e.message)
+      assert.is_nil(e.type)
+      local role = run(a, "DELETE", "/acl/roles/" .. select(2, get_json(a, "/acl/roles")).roles[1].id)
+      assert.equal("ACL_ROLE_HAS_ACTIVE_USERS_AND_CANNOT_BE_DELETED", role.response.error.type)
+    end)
+  end)
+
+  describe("cloud accounts", function()
+    it("read draft, pending, then active; a deleted one reads delete-draft, then deleted", function()
+      local a = sim.account({ step = 0.01, provision = 0.1 })
+      local t = run(a, "POST", "/cloud-accounts", { name = "c", provider = "AWS" })
+      assert.equal(sim.url() .. "/cloud-accounts/" .. t.response.resourceId, link(t, "resource"))
+      local path = "/cloud-accounts/" .. t.response.resourceId
+      assert.same({ "draft", "pending", "active" }, statuses(a, path, function(w) return w == "active" end))
+      run(a, "DELETE", path)
+      assert.same({ "delete-draft", "deleted" }, statuses(a, path, function(w) return w == "deleted" end))
+    end)
+  end)
+
+  describe("VPC peering", function()
+    it("lists peerings through a task: initiating-request, then active or the status `ends` asks", function()
+      local a = sim.account({ provision = 0.1, ends = { peering = { "pending-acceptance" } } })
+      local sub = sub_of(a)
+      local p = run(a, "POST", "/subscriptions/" .. sub .. "/peerings",
+        { region = "us-east-1", awsAccountId = "1", vpcId = "vpc-1", vpcCidr = "10.0.0.0/24" })
+      local l = run(a, "GET", "/subscriptions/" .. sub .. "/peerings")
+      assert.equal("peeringListRequest", l.commandType)
+      assert.equal(sub, l.response.resourceId)
+      local peer = l.response.resource.peerings[1]
+      assert.equal(p.response.resourceId, peer.vpcPeeringId)
+      assert.equal("initiating-request", peer.status)
+      assert.equal("vpc-1", peer.vpcUid)
+      socket.sleep(0.12)
+      peer = run(a, "GET", "/subscriptions/" .. sub .. "/peerings").response.resource.peerings[1]
+      assert.equal("pending-acceptance", peer.status)
+      run(a, "POST", "/subscriptions/" .. sub .. "/peerings", { provider = "GCP", vpcProjectUid = "p",
+        vpcNetworkName = "n" })
+      socket.sleep(0.12)
+      local gcp = run(a, "GET", "/subscriptions/" .. sub .. "/peerings").response.resource.peerings[2]
+      assert.same({ "cloudPeeringId", "networkName", "projectUid", "redisNetworkName", "redisProjectUid", "status",
+                    "vpcPeeringId" }, sim.keys(gcp))
+      assert.equal("active", gcp.status)
+    end)
+
+    it("refuses an Active-Active peering on a single-region subscription", function()
+      local a = sim.account()
+      local t = run(a, "POST", "/subscriptions/" .. sub_of(a) .. "/regions/peerings", { sourceRegion = "us-east-1" })
+      assert.equal("CREATING_AN_ACTIVE_ACTIVE_VPC_PEERING_IS_NOT_ALLOWED_WITH_SINGLE_REGION_SUBSCRIPTION",
+        t.response.error.type)
+    end)
+  end)
+
+  describe("transit gateways", function()
+    it("shows an attachment pending, then available, in the task-answered TGW list; accepts invitations", function()
+      local a = sim.account({ provision = 0.1 })
+      local sub = sub_of(a)
+      local base = "/subscriptions/" .. sub .. "/transitGateways"
+      local tgw = run(a, "GET", base).response.resource.tgws[1]
+      assert.is_nil(tgw.attachmentStatus)
+      local t = run(a, "POST", base .. "/" .. tgw.id .. "/attachment")
+      assert.equal(tgw.id, t.response.resourceId)
+      assert.equal("pending", run(a, "GET", base).response.resource.tgws[1].attachmentStatus)
+      socket.sleep(0.12)
+      assert.equal("available", run(a, "GET", base).response.resource.tgws[1].attachmentStatus)
+      local inv = run(a, "GET", base .. "/invitations").response.resource.resources[1]
+      assert.equal("pending", inv.status)
+      assert.equal(inv.id, run(a, "PUT", base .. "/invitations/" .. inv.id .. "/accept").response.resourceId)
+      assert.equal("accepted", run(a, "GET", base .. "/invitations").response.resource.resources[1].status)
+      assert.equal(2, #run(a, "GET", base).response.resource.tgws)
+    end)
+  end)
+
+  describe("Private Service Connect", function()
+    it("provisions a service create-pending then active, or provision-failed when `ends` asks", function()
+      local a = sim.account({ provision = 0.1, ends = { psc_service = { "provision-failed" } } })
+      local sub = sub_of(a)
+      local path = "/subscriptions/" .. sub .. "/private-service-connect"
+      local id = run(a, "POST", path).response.resourceId
+      local v = run(a, "GET", path).response.resource
+      assert.equal(id, v.id)
+      assert.equal("create-pending", v.status)
+      socket.sleep(0.12)
+      assert.equal("provision-failed", run(a, "GET", path).response.resource.status)
+      assert.equal("PSC_SERVICE_ALREADY_EXISTS", run(a, "POST", path).response.error.type)
+    end)
+
+    it("answers a delete of a missing service 404 with a failing task, a missing subscription a bare 404", function()
+      local a = sim.account()
+      local path = "/subscriptions/" .. sub_of(a) .. "/private-service-connect"
+      local status, t = call(a, "DELETE", path)
+      assert.equal(404, status)
+      assert.equal("received", t.status)
+      assert.equal("PSC_SERVICE_NOT_FOUND", poll(a, t.taskId, final).response.error.type)
+      local e
+      status, e = call(a, "GET", "/subscriptions/4242/private-service-connect")
+      assert.equal(404, status)
+      assert.same({ "error", "path", "status", "timestamp" },
+        sim.keys(e))
+    end)
+  end)
+
+  describe("Private Link", function()
+    it("finishes a GET with an empty resource before there is one, then reads the link; a delete carries nothing",
+      function()
+      local a = sim.account()
+      local sub = sub_of(a)
+      local path = "/subscriptions/" .. sub .. "/private-link"
+      assert.same({ links = {} }, run(a, "GET", path).response.resource)
+      local t, status = run(a, "POST", path, { shareName = "s", principal = "123456789012", type = "aws_account" })
+      assert.equal(200, status)
+      assert.equal(sub, t.response.resourceId)
+      socket.sleep(0.05)
+      local v = run(a, "GET", path).response.resource
+      assert.equal("active", v.status)
+      assert.equal("associated", v.principals[1].status)
+      assert.equal(1, #v.connections)
+      local d = run(a, "DELETE", path)
+      assert.equal("processing-completed", d.status)
+      assert.is_nil(d.response)
+    end)
+  end)
+
+  describe("backup and import", function()
+    it("reports an import importing, then success; `ends` makes it fail with a reason", function()
+      local a = sim.account({ provision = 0.1 })
+      local sub = sub_of(a)
+      local db = run(a, "POST", "/subscriptions/" .. sub .. "/databases", { name = "db" }).response.resourceId
+      wait_status(a, "/subscriptions/" .. sub, "active")
+      local path = ("/subscriptions/%d/databases/%d/import"):format(sub, db)
+      local st = run(a, "GET", path)
+      assert.same({}, st.response.resource)
+      assert.equal(db, st.response.resourceId)
+      assert.equal(sub, st.response.additionalResourceId)
+      run(a, "POST", path, { sourceType = "http", importFromUri = { "https://x/y.rdb" } })
+      assert.equal("importing", run(a, "GET", path).response.resource.status)
+      socket.sleep(0.12)
+      assert.equal("success", run(a, "GET", path).response.resource.status)
+      sim.config(a.key, { ends = { import = { "failed" } } })
+      run(a, "POST", path, { sourceType = "http", importFromUri = { "https://x/y.rdb" } })
+      socket.sleep(0.12)
+      local failed = run(a, "GET", path).response.resource
+      assert.equal("failed", failed.status)
+      assert.equal("file-corrupted", failed.failureReason)
+      assert.equal("bytes_configured_bdb_limit", failed.failureReasonParams[1].key)
+      assert.equal("DATABASE_IMPORT_URI_NOT_PROVIDED", run(a, "POST", path, {}).response.error.type)
+    end)
+
+    it("refuses a backup status while the subscription is not active, and a backup with no path", function()
+      local a = sim.account({ provision = 0.3 })
+      local sub = sub_of(a)
+      local db = run(a, "POST", "/subscriptions/" .. sub .. "/databases", { name = "db" }).response.resourceId
+      local path = ("/subscriptions/%d/databases/%d/backup"):format(sub, db)
+      local t = run(a, "GET", path)
+      assert.equal("SUBSCRIPTION_NOT_ACTIVE", t.response.error.type)
+      assert.equal("403 FORBIDDEN", t.response.error.status)
+      wait_status(a, "/subscriptions/" .. sub, "active")
+      assert.equal("DATABASE_BACKUP_DISABLED", run(a, "POST", path, {}).response.error.type)
+      assert.equal("processing-completed", run(a, "POST", path, { adhocBackupPath = "s3://b/p" }).status)
+      assert.equal("in-progress", run(a, "GET", path).response.resource.status)
+    end)
+  end)
+
+  describe("cost report", function()
+    it("finishes with only response.resource.costReportId, and the report downloads as an attachment", function()
+      local a = sim.account()
+      sub_of(a)
+      local t = run(a, "POST", "/cost-report", { startDate = "2025-01-01", endDate = "2025-01-31", format = "json" })
+      assert.same({ "resource" }, sim.keys(t.response))
+      local id = t.response.resource.costReportId
+      assert.matches("%.json$", id)
+      assert.is_nil(link(t, "resource"))
+      local status, body, h = req(a, "GET", "/cost-report/" .. id)
+      assert.equal(200, status)
+      assert.equal("application/octet-stream", h["content-type"])
+      assert.matches(id, h["content-disposition"], 1, true)
+      assert.equal("Redis Cloud Pro", sim.decode(body)[1].ServiceName)
+      assert.equal("COST_REPORT_START_DATE_IS_MISSING", run(a, "POST", "/cost-report", {}).response.error.type)
+    end)
+  end)
+
+  describe("operations without a task", function()
+    it("answers database tags with their own 200 bodies and a traffic resume with an empty 204", function()
+      local a = sim.account()
+      local sub = sub_of(a)
+      local db = run(a, "POST", "/subscriptions/" .. sub .. "/databases", { name = "db" }).response.resourceId
+      local path = ("/subscriptions/%d/databases/%d"):format(sub, db)
+      local status, v = get_json(a, path .. "/tags")
+      assert.equal(200, status)
+      assert.is_nil(v.tags)
+      status, v = call(a, "PUT", path .. "/tags", { tags = { { key = "env", value = "prod" } } })
+      assert.equal(200, status)
+      assert.equal("prod", v.tags[1].value)
+      assert.is_nil(v.taskId)
+      status, v = call(a, "DELETE", path .. "/tags/env")
+      assert.equal(200, status)
+      assert.same({}, v)
+      local body
+      status, body = req(a, "POST", path .. "/traffic/resume")
+      assert.equal(204, status)
+      assert.equal("", body)
+    end)
+  end)
+
+  describe("error bodies and status lines", function()
+    it("answers Spring JSON without `type`: 405 for a method a path lacks, 404 for an unknown path", function()
+      local a = sim.account()
+      local status, e = get_json(a, "/no/such/thing")
+      assert.equal(404, status)
+      assert.equal("Not Found", e.error)
+      assert.is_nil(e.type)
+      status, e = call(a, "PATCH", "/subscriptions")
+      assert.equal(405, status)
+      assert.equal("Method Not Allowed", e.error)
+      assert.is_nil(e.type)
+      status, e = call(a, "POST", "/subscriptions", {})
+      assert.equal(400, status)
+      assert.is_nil(e.type)
+    end)
+
+    it("writes a reason phrase in every status line, also for one nginx has none for", function()
+      local a = sim.account()
+      sim.faults(a.key, { { kind = "status", status = 422 }, { kind = "status", status = 599, body = "html" } })
+      local host, port = sim.url():match("^http://([^:/]+):(%d+)")
+      for _, want in ipairs({ "HTTP/1.1 422 Unprocessable Entity", "HTTP/1.1 599 Error" }) do
+        local c = socket.tcp()
+        c:settimeout(5)
+        assert(c:connect(host, tonumber(port)))
+        c:send(("GET /v1/tasks HTTP/1.1\r\nHost: x\r\nx-api-key: %s\r\nx-api-secret-key: %s\r\n\r\n"):format(a.key,
+          a.secret))
+        assert.equal(want, c:receive("*l"))
+        local rest = c:receive("*a")
+        c:close()
+        assert.matches("Content%-Length: %d+", rest)
+      end
+    end)
+
+    it("serves the API's 99 operations that answer with a task", function()
+      local _, body = sim.request("GET", "/sim/operations")
+      local n, ids = 0, {}
+      for _, o in ipairs(sim.decode(body)) do
+        if o.commandType then n = n + 1 end
+        assert.is_nil(ids[o.operationId], o.operationId)
+        ids[o.operationId] = true
+      end
+      assert.equal(99, n)
+    end)
+
+    it("keeps a spec account's whole create lifecycle within tens of milliseconds", function()
+      local a = sim.account()
+      local t0 = socket.gettime()
+      local id = run(a, "POST", "/subscriptions", { name = "fast" }).response.resourceId
+      wait_status(a, "/subscriptions/" .. id, "active")
+      assert.is_true(socket.gettime() - t0 < 0.15, "took " .. (socket.gettime() - t0))
     end)
   end)
 

@@ -49,10 +49,11 @@ describe("client:request", function()
 
   it("returns an http error with the API's message for a 4xx", function()
     local c = fresh()
-    local v, err = c:request("GET", "/subscriptions/999")
+    -- a missing subscription is an empty 404; a missing ACL user is a Spring 404 with a message
+    local v, err = c:request("GET", "/acl/users/999")
     assert.is_nil(v)
     assert.equal("http", err.kind); assert.equal(404, err.status)
-    assert.matches("Subscription 999 not found", err.message, 1, true)
+    assert.matches("ACL user 999 not found", err.message, 1, true)
   end)
 
   it("raises on a path that could leave the base URL, a bad method or a body it cannot encode", function()

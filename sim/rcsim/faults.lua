@@ -8,11 +8,6 @@ local M = {}
 
 local MAX_SLEEP = 30 -- no fault may hold a connection longer than this
 
-local REASON = { [200] = "OK", [202] = "Accepted", [204] = "No Content", [302] = "Found", [400] = "Bad Request",
-  [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found", [412] = "Precondition Failed",
-  [429] = "Too Many Requests", [500] = "Internal Server Error", [502] = "Bad Gateway",
-  [503] = "Service Unavailable", [504] = "Gateway Timeout" }
-
 local KINDS = { status = true, reset = true, reset_mid = true, stall = true, trickle = true, invalid_json = true,
   shape = true, big = true, gzip = true, redirect = true, unknown_status = true, huge_headers = true }
 local SHAPES = { status_number = true, tasks_object = true, links_string = true }
@@ -130,9 +125,9 @@ function apply.status(f, ctx)
   elseif f.body == "html" then
     r.page = true
   elseif f.body == "json" then
-    r.body = util.encode({ error = REASON[st] or "Error", status = st })
+    r.body = util.encode({ error = util.reason(st), status = st })
   else
-    r.body = util.spring(st, REASON[st] or "Error", f.message or "Simulated failure", ctx.uri)
+    r.body = util.spring(st, f.message or "Simulated failure", ctx.uri)
   end
   return r
 end
@@ -148,7 +143,7 @@ function apply.reset_mid(_, ctx)
   ngx.req.read_body() -- the raw socket needs the request body consumed first
   local sock = assert(ngx.req.socket(true))
   local head = ("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n")
-    :format(r.status, REASON[r.status] or "Unknown", #body + 100)
+    :format(r.status, util.reason(r.status), #body + 100)
   sock:send(head .. body:sub(1, math.floor(#body / 2)))
   ctx.done()
   return ngx.exit(444)

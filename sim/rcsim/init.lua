@@ -1,17 +1,17 @@
--- rcsim: a local Redis Cloud API (tasks, subscriptions, databases) with fault injection.
+-- rcsim: a local Redis Cloud API (the provisioning surface and its tasks) with fault injection.
 -- One nginx worker holds all state in these module tables; `handle` is the only entry point.
 -- luacheck: globals ngx
 local util = require "rcsim.util"
 local tasks = require "rcsim.tasks"
-local res = require "rcsim.resources"
+local engine = require "rcsim.engine"
 local faults = require "rcsim.faults"
 
 local M = {}
 
-local DEFAULTS = { step = 0.5, lag = 0.1, rate_limit = 400, rate_window = 60, latency = 0 }
+local DEFAULTS = { step = 0.5, lag = 0.1, rate_limit = 400, rate_window = 60, latency = 0, initialized = 0 }
 local CONFIG_KEYS = { step = "number", provision = "number", lag = "number", rate_limit = "number",
-                      rate_window = "number", retry_after = "number", latency = "number",
-                      outcomes = "table", secret = "string" }
+                      rate_window = "number", retry_after = "number", latency = "number", initialized = "number",
+                      outcomes = "table", ends = "table", secret = "string" }
 
 local accounts = {}
 local next_account_id = 1000001
@@ -19,13 +19,14 @@ local next_account_id = 1000001
 local function account(key)
   local a = accounts[key]
   if a then return a end
-  a = { key = key, id = next_account_id, cfg = { outcomes = {} }, tasks = {}, subs = {}, sub_order = {},
+  a = { key = key, id = next_account_id, cfg = { outcomes = {}, ends = {} }, tasks = {}, records = {},
         busy_until = 0, faults = {}, inflight = 0, rl_start = -math.huge, rl_count = 0,
         stats = { requests = 0, connections = 0, tls_handshakes = 0, by_route = {}, max_concurrent = 0,
                   rate_limited = 0, faults = 0 } }
   for k, v in pairs(DEFAULTS) do a.cfg[k] = v end
   next_account_id = next_account_id + 1
   accounts[key] = a
+  engine.seed(a)
   return a
 end
 
@@ -33,34 +34,12 @@ local function base_url()
   return ngx.var.scheme .. "://" .. (ngx.var.http_host or (ngx.var.server_addr .. ":" .. ngx.var.server_port)) .. "/v1"
 end
 
-local function read_body()
-  ngx.req.read_body()
-  return ngx.req.get_body_data()
-end
+local json, spring = engine.json, engine.spring
 
-local function json(status, v) return { status = status, body = util.encode(v) } end
+-- ===== the task service =====
 
-local function spring(status, err, msg, extra)
-  return { status = status, body = util.spring(status, err, msg, ngx.var.uri, extra) }
-end
-
-local function not_found(msg, typ) return spring(404, "Not Found", msg, typ and { type = typ } or nil) end
-
--- Decodes a JSON object request body, or answers 400 like Spring does.
-local function body_object()
-  local raw = read_body()
-  local v = raw and util.decode(raw)
-  if type(v) ~= "table" then
-    return nil, spring(400, "Bad Request", "JSON parse error: request body is not a valid JSON object")
-  end
-  return v
-end
-
-local function task_answer(t, now, base) return json(202, tasks.view(t, now, base, "task")) end
-
--- ===== /v1 routes: each returns a response {status=, body=, headers=} =====
-
-local function get_task(a, now, base, id)
+local function get_task(a, now, base, caps)
+  local id = caps[1]
   local t = util.is_uuid(id) and tasks.by_id[id]
   if not t or t.acct ~= a or not tasks.visible(t, now) then return { status = 404, body = "" } end
   return { status = 200, body = tasks.body(t, now, base) }
@@ -70,86 +49,41 @@ local function list_tasks(a, now, base)
   return json(200, { tasks = util.array(tasks.list(a, now, base)) })
 end
 
-local function post_subscription(a, now, base)
-  local body, err = body_object()
-  if not body then return err end
-  if type(body.name) ~= "string" or body.name == "" then
-    return spring(400, "Bad Request", "Subscription name is required", { type = "SUBSCRIPTION_NAME_REQUIRED" })
-  end
-  return task_answer(res.create_subscription(a, body, now), now, base)
-end
-
-local function list_subscriptions(a, now, base)
-  return json(200, { accountId = a.id, subscriptions = util.array(res.subscriptions_view(a, now, base)) })
-end
-
-local function get_subscription(a, now, base, sid)
-  local v = res.subscription_view(a, tonumber(sid), now, base)
-  if not v then return not_found("Subscription " .. sid .. " not found", "SUBSCRIPTION_NOT_FOUND") end
-  return json(200, v)
-end
-
-local function post_database(a, now, base, sid)
-  local body, err = body_object()
-  if not body then return err end
-  return task_answer(res.create_database(a, tonumber(sid), body, now), now, base)
-end
-
-local function list_databases(a, now, base, sid)
-  local l = res.databases_view(a, tonumber(sid), now, base)
-  if not l then return not_found("Subscription " .. sid .. " not found", "SUBSCRIPTION_NOT_FOUND") end
-  return json(200, { accountId = a.id, subscription = { { subscriptionId = tonumber(sid),
-                     numberOfDatabases = #l, databases = util.array(l) } } })
-end
-
-local function get_database(a, now, base, sid, dbid)
-  local v = res.database_view(a, tonumber(sid), tonumber(dbid), now, base)
-  if not v then return not_found("Database " .. dbid .. " not found", "DATABASE_NOT_FOUND") end
-  return json(200, v)
-end
-
-local ROUTES = {
-  { "^/v1/tasks/?$", "/v1/tasks", { GET = list_tasks } },
-  { "^/v1/tasks/([^/]+)$", "/v1/tasks/{id}", { GET = get_task } },
-  { "^/v1/subscriptions/?$", "/v1/subscriptions", { GET = list_subscriptions, POST = post_subscription } },
-  { "^/v1/subscriptions/(%d+)$", "/v1/subscriptions/{id}", {
-      GET = get_subscription,
-      PUT = function(a, now, base, sid)
-        return task_answer(res.update_subscription(a, tonumber(sid), now), now, base) end,
-      DELETE = function(a, now, base, sid)
-        return task_answer(res.delete_subscription(a, tonumber(sid), now), now, base) end } },
-  { "^/v1/subscriptions/(%d+)/databases/?$", "/v1/subscriptions/{id}/databases",
-    { GET = list_databases, POST = post_database } },
-  { "^/v1/subscriptions/(%d+)/databases/(%d+)$", "/v1/subscriptions/{id}/databases/{id}", {
-      GET = get_database,
-      PUT = function(a, now, base, sid, dbid)
-        return task_answer(res.update_database(a, tonumber(sid), tonumber(dbid), now), now, base) end,
-      DELETE = function(a, now, base, sid, dbid)
-        return task_answer(res.delete_database(a, tonumber(sid), tonumber(dbid), now), now, base) end } },
+local TASK_ROUTES = {
+  engine.compile({ "GET", "/tasks", id = "getAllTasks", run = list_tasks }, {}),
+  engine.compile({ "GET", "/tasks/{taskId}", id = "getTaskById", run = get_task }, {}),
 }
-
--- Finds the handler for a request: returns route name and a thunk producing the response.
-local function route(method, uri, a, now, base)
-  for _, r in ipairs(ROUTES) do
-    local c1, c2 = uri:match(r[1])
-    if c1 then
-      local h = r[3][method]
-      local name = method .. " " .. r[2]
-      if not h then
-        return name, function()
-          return spring(405, "Method Not Allowed", "Request method '" .. method .. "' not supported")
-        end
-      end
-      return name, function() return h(a, now, base, c1, c2) end
-    end
-  end
-  return method .. " other", function() return not_found("No handler found for " .. method .. " " .. uri) end
-end
 
 -- ===== sending =====
 
+-- nginx's own error page, for a status it has none for.
+local function page(status)
+  local line = status .. " " .. util.reason(status)
+  return "<html>\r\n<head><title>" .. line .. "</title></head>\r\n<body>\r\n<center><h1>" .. line ..
+    "</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+end
+
+-- A status nginx writes no reason phrase for goes out whole on the raw socket, then the
+-- connection closes.
+local function send_raw(r)
+  local body = r.body or ""
+  local ctype = r.content_type or "application/json"
+  if r.page then body, ctype = page(r.status), "text/html" end
+  local h = { ("HTTP/1.1 %d %s"):format(r.status, util.reason(r.status)), "Server: nginx",
+              "Date: " .. ngx.http_time(ngx.time()), "Connection: close", "Content-Length: " .. #body }
+  if body ~= "" then h[#h + 1] = "Content-Type: " .. ctype end
+  local rl = ngx.header["X-Rate-Limit-Remaining"]
+  if rl then h[#h + 1] = "X-Rate-Limit-Remaining: " .. tostring(rl) end
+  for k, v in pairs(r.headers or {}) do h[#h + 1] = k .. ": " .. tostring(v) end
+  ngx.req.read_body() -- the raw socket needs the request body consumed first
+  local sock = assert(ngx.req.socket(true))
+  sock:send(table.concat(h, "\r\n") .. "\r\n\r\n" .. body)
+  return ngx.exit(444)
+end
+
 -- Sends a response; `page` asks for nginx's own HTML error page for the status.
 function M.send(r)
+  if not util.nginx_phrase(r.status) then return send_raw(r) end
   for k, v in pairs(r.headers or {}) do ngx.header[k] = v end
   if r.page then return ngx.exit(r.status) end
   ngx.status = r.status
@@ -169,8 +103,7 @@ local function rate_limit(a, now)
   ngx.header["X-Rate-Limit-Remaining"] = remaining
   if a.rl_count <= cfg.rate_limit then return nil end
   a.stats.rate_limited = a.stats.rate_limited + 1
-  local r = spring(429, "Too Many Requests", "Rate limit exceeded: " .. cfg.rate_limit .. " requests per "
-                   .. cfg.rate_window .. " seconds", { type = "RATE_LIMIT_EXCEEDED" })
+  local r = spring(429, "Rate limit exceeded: " .. cfg.rate_limit .. " requests per " .. cfg.rate_window .. " seconds")
   if cfg.retry_after then r.headers = { ["Retry-After"] = tostring(math.ceil(cfg.retry_after)) } end
   return r
 end
@@ -191,7 +124,7 @@ local function api(uri)
   local a = account(key)
   local method = ngx.req.get_method()
   local now, base = ngx.now(), base_url()
-  local name, run = route(method, uri, a, now, base)
+  local name, run = engine.route(method, uri, a, now, base, TASK_ROUTES)
   count(a, name)
   a.secret = a.secret or secret
   if a.secret ~= secret then return ngx.exit(401) end
@@ -217,22 +150,45 @@ end
 
 -- ===== /sim control endpoints (no auth) =====
 
+-- Config `ends`: {kind = {word, ...}}, each word one the kind has; returns a copy or nil, error.
+local function parse_ends(v)
+  local out = {}
+  for kind, words in pairs(v) do
+    local w = engine.words(kind)
+    if not w then return nil, "config ends: " .. tostring(kind) .. " is not a kind the API creates" end
+    if type(words) ~= "table" then return nil, "config ends." .. kind .. " must be a list of status words" end
+    local known = {}
+    for _, x in ipairs(w.all) do known[x] = true end
+    out[kind] = {}
+    for i, word in ipairs(words) do
+      if not known[word] then
+        return nil, "config ends." .. kind .. ": " .. tostring(word) .. " is not one of " .. table.concat(w.all, ", ")
+      end
+      out[kind][i] = word
+    end
+  end
+  return out
+end
+
 local function config(a, cfg)
   for k, v in pairs(cfg) do
-    if not CONFIG_KEYS[k] then return spring(400, "Bad Request", "unknown config key " .. k) end
-    if type(v) ~= CONFIG_KEYS[k] then
-      return spring(400, "Bad Request", "config " .. k .. " must be a " .. CONFIG_KEYS[k])
-    end
-    if type(v) == "number" and v < 0 then return spring(400, "Bad Request", "config " .. k .. " must be >= 0") end
+    if not CONFIG_KEYS[k] then return spring(400, "unknown config key " .. k) end
+    if type(v) ~= CONFIG_KEYS[k] then return spring(400, "config " .. k .. " must be a " .. CONFIG_KEYS[k]) end
+    if type(v) == "number" and v < 0 then return spring(400, "config " .. k .. " must be >= 0") end
   end
   local outs = {}
   for i, o in ipairs(cfg.outcomes or {}) do
     local ok, err = tasks.parse_outcome(o)
-    if not ok then return spring(400, "Bad Request", err) end
+    if not ok then return spring(400, err) end
     outs[i] = o
   end
+  local ends, err = parse_ends(cfg.ends or {})
+  if not ends then return spring(400, err) end
   for k, v in pairs(cfg) do a.cfg[k] = v end
   if cfg.outcomes then a.cfg.outcomes = outs end
+  if cfg.ends then
+    for kind, words in pairs(ends) do a.cfg.ends[kind] = words end
+  end
   if cfg.secret then a.secret = cfg.secret; a.cfg.secret = nil end
   return json(200, { key = a.key, accountId = a.id })
 end
@@ -254,42 +210,42 @@ local function control(method, uri)
     tasks.reset()
     return json(200, { ok = true })
   end
+  if uri == "/sim/operations" then return json(200, engine.operations()) end
   local key, rest = uri:match("^/sim/accounts/([^/]+)(.*)$")
-  if not key then return not_found("no control endpoint " .. uri) end
+  if not key then return spring(404, "no control endpoint " .. uri) end
   local a = account(key)
   if rest == "" and method == "PUT" then
-    local cfg, err = body_object()
+    local cfg, err = engine.body_object()
     return cfg and config(a, cfg) or err
   elseif rest == "" and method == "GET" then
-    local c = {}
-    for k, v in pairs(a.cfg) do c[k] = v end
+    local c = util.copy(a.cfg)
     c.outcomes = util.array(c.outcomes)
+    c.ends = {}
+    for kind, words in pairs(a.cfg.ends) do c.ends[kind] = util.array(words) end
     return json(200, c)
   elseif rest == "/stats" and method == "GET" then
     return json(200, stats_view(a))
   elseif rest == "/faults" and method == "POST" then
-    local body, err = body_object()
+    local body, err = engine.body_object()
     if not body then return err end
     local ok, ferr = faults.add(a, body.faults)
-    if not ok then return spring(400, "Bad Request", ferr) end
+    if not ok then return spring(400, ferr) end
     return json(200, { pending = #a.faults })
   elseif rest == "/faults" and method == "DELETE" then
     a.faults = {}
     return json(200, { pending = 0 })
   elseif rest == "/tasks" and method == "POST" then
-    local body, err = body_object()
+    local body, err = engine.body_object()
     if not body then return err end
     if body.outcome ~= nil and not tasks.parse_outcome(body.outcome) then
-      return spring(400, "Bad Request", "unknown outcome " .. tostring(body.outcome))
+      return spring(400, "unknown outcome " .. tostring(body.outcome))
     end
-    local t = tasks.create(a, { commandType = body.commandType or "subscriptionCreateRequest",
-                                outcome = body.outcome, resourceId = body.resourceId,
-                                additionalResourceId = body.additionalResourceId,
-                                queue = body.queue }, ngx.now())
-    if body.resourcePath then t.resource_path = body.resourcePath end
+    local t = tasks.create(a, { commandType = body.commandType or "subscriptionCreateRequest", outcome = body.outcome,
+      response = { resourceId = body.resourceId, additionalResourceId = body.additionalResourceId },
+      link = body.resourcePath and { path = body.resourcePath } or nil, queue = body.queue }, ngx.now())
     return json(200, { taskId = t.id })
   end
-  return not_found("no control endpoint " .. method .. " " .. uri)
+  return spring(404, "no control endpoint " .. method .. " " .. uri)
 end
 
 function M.handle()
@@ -297,7 +253,7 @@ function M.handle()
   local uri = ngx.var.uri
   if uri == "/v1" or uri:sub(1, 4) == "/v1/" then return api(uri) end
   if uri:sub(1, 5) == "/sim/" then return M.send(control(ngx.req.get_method(), uri)) end
-  return M.send(not_found("No handler found for " .. uri))
+  return M.send(spring(404))
 end
 
 function M.init_worker()

@@ -46,6 +46,14 @@ local function ints(v)
   return v
 end
 
+-- The keys of a table, sorted: a JSON object's field names.
+function M.keys(t)
+  local l = {}
+  for k in pairs(t) do l[#l + 1] = k end
+  table.sort(l)
+  return l
+end
+
 function M.decode(s)
   local ok, v = pcall(cjson.decode, s)
   if not ok then return nil, v end
