@@ -1,22 +1,41 @@
--- Provision a subscription and a database in it through a pipeline, showing progress.
--- Credentials from REDISCLOUD_ACCESS_KEY / REDISCLOUD_SECRET_KEY (and REDISCLOUD_URL): `make demo`
--- runs this against the local simulator. Each step is submitted, waited, and its resource polled
--- until active before the next step starts; the database step reads the new subscription's id.
+-- Provision a small but complete stack, each step waited out before the next: a subscription,
+-- two databases in it, an ACL Redis rule, a role granting it on both databases, and a user with
+-- that role. Credentials from REDISCLOUD_ACCESS_KEY / REDISCLOUD_SECRET_KEY (and REDISCLOUD_URL):
+-- `make demo` runs this against the local simulator, then examples/teardown.lua.
 local rctasks = require "rctasks"
 
+local client = rctasks.default()
 local t0 = os.time()
 local function progress(step, task)
   print(string.format("  %-12s %-24s %s", step, task.status, task.taskId))
 end
 
-print("provisioning a subscription and a database:")
-local r, err = rctasks.pipeline({
+local function databases_of(done)
+  local list = {}
+  for _, name in ipairs({ "cache", "sessions" }) do
+    list[#list + 1] = { subscriptionId = done.subscription.id, databaseId = done[name].id }
+  end
+  return list
+end
+
+local function database(name, gb)
+  return { name = name, path = function(done) return "/subscriptions/" .. done.subscription.id .. "/databases" end,
+           body = { name = name, protocol = "redis", memoryLimitInGb = gb, replication = true } }
+end
+
+print("provisioning a subscription, two databases, an ACL rule, a role and a user:")
+local r, err = client:pipeline({
   { name = "subscription", path = "/subscriptions",
     body = { name = "demo", paymentMethod = "credit-card", memoryStorage = "ram",
              cloudProviders = { { provider = "AWS", regions = { { region = "us-east-1" } } } },
              databases = { { name = "sizing", protocol = "redis", memoryLimitInGb = 1 } } } },
-  { name = "database", path = function(done) return "/subscriptions/" .. done.subscription.id .. "/databases" end,
-    body = { name = "cache", protocol = "redis", memoryLimitInGb = 1, replication = true } },
+  database("cache", 1),
+  database("sessions", 2),
+  { name = "rule", path = "/acl/redisRules", body = { name = "demo-read-only", redisRule = "+@read ~*" } },
+  { name = "role", path = "/acl/roles", body = function(done)
+      return { name = "demo-readers", redisRules = { { ruleName = "demo-read-only", databases = databases_of(done) } } }
+    end },
+  { name = "user", path = "/acl/users", body = { name = "demo-app", role = "demo-readers", password = "Demo-App-2026!" } },
 }, { timeout = 1800, interval = 0.2, on_progress = progress }) -- first poll soon, then doubling
 if not r then
   io.stderr:write(tostring(err), "\n")
@@ -24,5 +43,9 @@ if not r then
 end
 
 print(string.format("subscription %d is %s", r.subscription.id, r.subscription.resource.status))
-print(string.format("database %d is %s at %s (%ds)", r.database.id, r.database.resource.status,
-  r.database.resource.publicEndpoint, os.time() - t0))
+for _, name in ipairs({ "cache", "sessions" }) do
+  local db = r[name].resource
+  print(string.format("database %d (%s) is %s at %s", r[name].id, name, db.status, tostring(db.publicEndpoint)))
+end
+print(string.format("ACL rule %d, role %d and user %d are active", r.rule.id, r.role.id, r.user.id))
+print(string.format("%d requests in %ds", client:stats().requests, os.time() - t0))
