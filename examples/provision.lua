@@ -35,7 +35,8 @@ local r, err = client:pipeline({
   { name = "role", path = "/acl/roles", body = function(done)
       return { name = "demo-readers", redisRules = { { ruleName = "demo-read-only", databases = databases_of(done) } } }
     end },
-  { name = "user", path = "/acl/users", body = { name = "demo-app", role = "demo-readers", password = "Demo-App-2026!" } },
+  { name = "user", path = "/acl/users",
+    body = { name = "demo-app", role = "demo-readers", password = "Demo-App-2026!" } },
 }, { timeout = 1800, interval = 0.2, on_progress = progress }) -- first poll soon, then doubling
 if not r then
   io.stderr:write(tostring(err), "\n")
