@@ -30,6 +30,7 @@ build = {
     ["rctasks.limiter"] = "lua/rctasks/limiter.lua",
     ["rctasks.poll"] = "lua/rctasks/poll.lua",
     ["rctasks.retry"] = "lua/rctasks/retry.lua",
+    ["rctasks.store.memory"] = "lua/rctasks/store/memory.lua",
     ["rctasks.task"] = "lua/rctasks/task.lua",
     ["rctasks.url"] = "lua/rctasks/url.lua",
     ["rctasks.workflow"] = "lua/rctasks/workflow.lua",

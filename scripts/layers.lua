@@ -11,6 +11,7 @@ local LAYERS = {
   { "poll", { "rctasks.poll" } },
   { "executor", { "rctasks.executor" } },
   { "policy", { "rctasks.retry", "rctasks.limiter" } },
+  { "store", { "rctasks.store.memory", "rctasks.store.shdict", "rctasks.store.redis", "rctasks.redis" } },
   { "transport", { "rctasks.transport.curl", "rctasks.transport.ngx", "rctasks.transport.http1" } },
   { "base", { "rctasks.check", "rctasks.url", "rctasks.env", "rctasks.errors", "rctasks.task",
               "rctasks.defaults", "rctasks.core" } },
