@@ -5,7 +5,9 @@
 local core = require "rctasks.core"
 local socket = require "socket"
 
-local function unique(prefix) return prefix .. ":" .. string.format("%x%x", os.time(), math.random(1, 2 ^ 30)) .. ":" end
+local function unique(prefix)
+  return prefix .. ":" .. string.format("%x%x", os.time(), math.random(1, 2 ^ 30)) .. ":"
+end
 
 local backends = { { name = "memory", new = function() return require("rctasks.store.memory").new() end } }
 local redis_url = os.getenv("RCTASKS_REDIS_URL")
