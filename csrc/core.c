@@ -44,6 +44,7 @@ __attribute__((visibility("default"))) int luaopen_rctasks_core(lua_State *L)
     rc_open_json(L);
     rc_open_task(L);
     rc_open_http(L);
+    rc_open_sha256(L);
     lua_pushliteral(L, RCTASKS_VERSION);
     lua_setfield(L, -2, "version");
     return 1;

@@ -8,7 +8,7 @@ local LAYERS = {
   { "app", { "rctasks.cli" } },
   { "facade", { "rctasks", "rctasks.background", "rctasks.client" } },
   { "workflow", { "rctasks.workflow", "rctasks.families" } },
-  { "poll", { "rctasks.poll" } },
+  { "poll", { "rctasks.poll", "rctasks.board" } },
   { "executor", { "rctasks.executor" } },
   { "policy", { "rctasks.retry", "rctasks.limiter" } },
   { "store", { "rctasks.store.memory", "rctasks.store.shdict", "rctasks.store.redis", "rctasks.redis" } },

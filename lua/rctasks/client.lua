@@ -3,6 +3,7 @@
 -- the layer that does the work (poll: tasks; workflow: provisioning steps), and seals any error
 -- on the way out, so no error a method returns holds an API key, at any depth.
 -- The keys live in the client's executor only; printing or dumping a client never shows them.
+local board = require "rctasks.board"
 local check = require "rctasks.check"
 local core = require "rctasks.core"
 local defaults = require "rctasks.defaults"
@@ -27,7 +28,8 @@ local state = setmetatable({}, { __mode = "k" }) -- client -> { exec =, policy =
 
 local NEW = { api_key = "string", secret_key = "string", base_url = "string", timeout = "positive",
               connect_timeout = "positive", ca_file = "string", max_body = "count", transport = "any",
-              sleep = "function", now = "function", retry = "any", limiter = "any" }
+              sleep = "function", now = "function", retry = "any", limiter = "any", redis = "any",
+              store = "any", on_event = "function" }
 local WAIT = { timeout = "number", interval = "number", max_interval = "number", backoff = "factor",
                jitter = "number", on_update = "function" }
 
@@ -64,15 +66,37 @@ local function make_policy(spec)
   check.fail("rctasks.new: option 'retry' must be a table of retry options, a policy or false")
 end
 
--- nil: this process's own budget. A table: limiter options; with `dict`, one budget for every
--- worker of this nginx, keyed by a hash of the account key. false: none. Else the user's value.
-local function make_limiter(spec, api_key)
+-- The coordination store: opts.store, or a Redis one from opts.redis (a redis:// URL or a table
+-- of host, port, db, password, timeout), else none (this process alone).
+local function make_store(opts)
+  if opts.store ~= nil and opts.redis ~= nil then check.fail("rctasks.new: give `store` or `redis`, not both") end
+  local st = opts.store
+  if opts.redis ~= nil then
+    local spec = opts.redis
+    if type(spec) == "string" then spec = { url = spec } end
+    if type(spec) ~= "table" then check.fail("rctasks.new: option 'redis' must be a redis:// URL or a table") end
+    local err
+    st, err = require("rctasks.store.redis").new(spec)
+    if not st then check.fail("rctasks.new: option 'redis': " .. tostring(err)) end
+  end
+  if st ~= nil and (type(st) ~= "table" or type(st.budget) ~= "function") then
+    check.fail("rctasks.new: option 'store' must be a coordination store (rctasks.store.*)")
+  end
+  return st
+end
+
+-- nil: this process's own budget, or the store's when it is shared. A table: limiter options; with
+-- `dict`, one budget for every worker of this nginx. false: none. Else the user's value. Shared
+-- budgets are keyed by a hash of the account key.
+local function make_limiter(spec, account, store, notify)
   if spec == false then return nil end
+  if spec == nil and store and store.shared then
+    return limiter.stored{ store = store, key = account, notify = notify }
+  end
   if spec == nil then return limiter.new() end
   if type(spec) == "table" and getmetatable(spec) == nil then
     if spec.dict == nil then return limiter.new(spec) end
-    local o = check.merge({ key = env.ngx() and env.ngx().md5(api_key) }, spec)
-    return limiter.shared(o)
+    return limiter.shared(check.merge({ key = account }, spec))
   end
   if type(spec) ~= "table" and type(spec) ~= "userdata" then
     check.fail("rctasks.new: option 'limiter' must be a table of limiter options, a limiter or false")
@@ -110,21 +134,31 @@ function M.new(opts)
   local transport = make_transport(opts.transport, { timeout = opts.timeout,
     connect_timeout = opts.connect_timeout, ca_file = opts.ca_file, max_body = opts.max_body })
   local ngx = env.ngx()
+  local account = core.sha256(opts.api_key) -- what stores name the account by: never the key
+  local notify = env.notifier(opts.on_event or function(kind, msg)
+    env.log(msg or (kind == "budget" and "the shared request budget" or "the coordination store") .. " works again")
+  end)
+  local store = make_store(opts)
   local exec = executor.new{
     base_url = base, api_key = opts.api_key, secret_key = opts.secret_key, transport = transport,
-    limiter = make_limiter(opts.limiter, opts.api_key), now = opts.now or core.now,
+    limiter = make_limiter(opts.limiter, account, store, notify), now = opts.now or core.now,
     sleep = opts.sleep or (ngx and ngx.sleep or core.sleep), timeout = opts.timeout or defaults.request.timeout,
     agent = "rctasks/" .. core.version .. " " .. (transport.agent or (_VERSION:gsub(" ", "/"))),
   }
   local self = setmetatable({ base_url = base }, Client)
-  state[self] = { exec = exec, policy = make_policy(opts.retry) }
+  local shared = store and store.shared and { notify = notify, board = board.new(store, account,
+    { lease = defaults.wait.max_interval + defaults.wait.lease_margin, margin = defaults.wait.lease_margin,
+      scrub = exec.redact }) } or nil
+  state[self] = { exec = exec, policy = make_policy(opts.retry), shared = shared, store = store, account = account }
   return self
 end
 
--- The executor and the retry policy of an open client.
-local function open(self)
+-- The executor and the retry policy of an open client; o (checked options), when given, gets the
+-- client's shared polling (o.shared: rctasks.board), which poll.wait and poll.wait_all read.
+local function open(self, o)
   local s = state[self]
   if not s or s.exec:closed() then check.fail("rctasks: client is closed") end
+  if o then o.shared = s.shared end
   return s.exec, s.policy
 end
 
@@ -155,7 +189,7 @@ end
 function Client:wait(id, opts)
   check.task_id(id)
   local o = wait_options(opts, WAIT, "rctasks.wait")
-  local exec, policy = open(self)
+  local exec, policy = open(self, o)
   return out(exec, poll.wait(exec, policy, id, o))
 end
 
@@ -166,7 +200,7 @@ function Client:wait_all(ids, opts)
   if type(ids) ~= "table" then check.fail("rctasks.wait_all: ids must be a list of task ids") end
   for _, id in ipairs(ids) do check.task_id(id) end
   local o = wait_options(opts, WAIT_ALL, "rctasks.wait_all")
-  local exec, policy = open(self)
+  local exec, policy = open(self, o)
   local by_id = poll.wait_all(exec, policy, ids, o)
   local results = {}
   for i, id in ipairs(ids) do
@@ -209,7 +243,7 @@ end
 function Client:run(method, path, body, opts)
   body = check.request(method, path, body)
   local o = wait_options(opts, RUN, "rctasks.run")
-  local exec, policy = open(self)
+  local exec, policy = open(self, o)
   return out(exec, workflow.run(exec, policy, method, path, body, o))
 end
 
@@ -223,7 +257,7 @@ end
 function Client:wait_ready(path, opts)
   check.path(path)
   local o = wait_options(opts, WAIT_READY, "rctasks.wait_ready")
-  local exec, policy = open(self)
+  local exec, policy = open(self, o)
   return out(exec, workflow.wait_ready(exec, policy, path, o))
 end
 
@@ -233,7 +267,7 @@ end
 function Client:wait_gone(path, opts)
   check.path(path)
   local o = wait_options(opts, WAIT_GONE, "rctasks.wait_gone")
-  local exec, policy = open(self)
+  local exec, policy = open(self, o)
   return out(exec, workflow.wait_gone(exec, policy, path, o))
 end
 
@@ -244,7 +278,7 @@ end
 function Client:wait_status(path, opts)
   check.path(path)
   local o = wait_options(opts, WAIT_STATUS, "rctasks.wait_status")
-  local exec, policy = open(self)
+  local exec, policy = open(self, o)
   return out(exec, workflow.wait_status(exec, policy, path, o))
 end
 
@@ -281,7 +315,7 @@ end
 function Client:pipeline(steps, opts)
   check_steps(steps)
   local o = wait_options(opts, PIPELINE, "rctasks.pipeline")
-  local exec, policy = open(self)
+  local exec, policy = open(self, o)
   return out(exec, workflow.pipeline(exec, policy, steps, o))
 end
 

@@ -53,6 +53,7 @@ return {
     early_404 = 5,                 -- 404s waited through before a task is first seen
     grace = 60,                    -- seconds a resource may answer 404 after its task completed
     list_above = 2,                -- wait_all lists every task in one GET while more are pending
+    lease_margin = 5,              -- a shared poller's lease outlives its longest sleep by this much
   },
 
   -- Error values.

@@ -17,4 +17,26 @@ function M.ngx()
   return nil
 end
 
+-- One line for a person to read: nginx's error log inside nginx, stderr elsewhere.
+function M.log(msg)
+  local ngx = M.ngx()
+  if ngx then ngx.log(ngx.WARN, "rctasks: ", msg) else io.stderr:write("rctasks: ", msg, "\n") end
+end
+
+-- notifier(sink) -> function(kind, message): passes a change of state of `kind` to
+-- sink(kind, message) once: the message when something starts failing, then (message nil) a
+-- "works again" when it recovers. Repeats of the same state say nothing.
+function M.notifier(sink)
+  local failing = {}
+  return function(kind, message)
+    if message and not failing[kind] then
+      failing[kind] = true
+      sink(kind, message)
+    elseif not message and failing[kind] then
+      failing[kind] = nil
+      sink(kind, nil)
+    end
+  end
+end
+
 return M

@@ -46,7 +46,9 @@ function M.default()
     local opts = M.env_options()
     local ngx = env.ngx()
     local dict = defaults.shared_dict
-    if ngx and ngx.shared and ngx.shared[dict] then opts.limiter = { dict = dict } end
+    if ngx and ngx.shared and ngx.shared[dict] then -- one budget and one poll per task for all workers
+      opts.store = require("rctasks.store.shdict").new{ dict = dict }
+    end
     default = client.new(opts)
   end
   return default

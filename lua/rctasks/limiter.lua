@@ -62,81 +62,88 @@ function Local:remaining(n, now)
 end
 
 ------------------------------------------------------------------------------------------------
--- Shared by the workers of one nginx. The budget is `limit` slots in the dict; a send claims a
--- free slot with an atomic safe_add that expires after the window (plus `margin`), so at most
--- `limit` claims are alive at once and no window ever holds more than `limit` sends, whichever
--- worker sent them. Times come from the dict's own TTLs: one clock for all workers.
+-- Kept in a coordination store (rctasks.store.*): one budget for every client of the account on
+-- the same store, nginx's workers (shdict) or every host on one Redis. The store makes each
+-- decision atomically: no window of `window` (+ margin) seconds holds more than `limit` sends from
+-- all of them together. When the store fails, a local limiter of this client's share of the
+-- budget (the limit divided by the clients seen sharing it lately) takes over until it answers
+-- again: never unlimited, never blocked for good; `notify` says so once each way.
 
-local Shared = {}
-Shared.__index = Shared
-Shared.__name = "rctasks.limiter.shared"
+local Stored = {}
+Stored.__index = Stored
+Stored.__name = "rctasks.limiter.stored"
 
-local SHARED_OPTS = { dict = "string", key = "string", limit = "number", window = "number", margin = "number" }
+local STORED_OPTS = { store = "any", key = "string", limit = "number", window = "number", margin = "number",
+                      notify = "function" }
 
--- shared{dict = "rctasks", key = "account", limit = 400, window = 60, margin = min(1, 5% of window)}
-function M.shared(opts)
-  opts = check.options(opts, SHARED_OPTS, "rctasks.limiter.shared")
-  local ngx = env.ngx()
-  local name = opts.dict or defaults.shared_dict
-  local dict = ngx and ngx.shared and ngx.shared[name]
-  if not dict then check.fail("rctasks.limiter.shared: no `lua_shared_dict " .. name .. "` in nginx.conf") end
+local function member_id()
+  local f = io.open("/dev/urandom", "rb")
+  local b = f and f:read(6) or tostring({})
+  if f then f:close() end
+  return (b:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+-- stored{ store =, key = "account hash", limit = 400, window = 60, margin = min(1, 5% of window),
+--         notify = function(kind, message_or_nil) }
+function M.stored(opts)
+  opts = check.options(opts, STORED_OPTS, "rctasks.limiter.stored")
+  if type(opts.store) ~= "table" or type(opts.store.budget) ~= "function" then
+    check.fail("rctasks.limiter.stored: option 'store' must be a coordination store (rctasks.store.*)")
+  end
   local o = check.merge(defaults.limiter, opts)
-  whole_limit(o.limit, o.window, "rctasks.limiter.shared")
+  whole_limit(o.limit, o.window, "rctasks.limiter.stored")
   local margin = opts.margin or math.min(1, o.window * defaults.shared_margin)
   local key = "rl:" .. (opts.key or "default")
-  return setmetatable({ ngx = ngx, dict = dict, limit = o.limit, window = o.window, margin = margin,
-    seq_key = key .. ":n", held_key = key .. ":held", slot_prefix = key .. ":s", warned = false }, Shared)
+  return setmetatable({ store = opts.store, key = key, limit = o.limit, window = o.window + margin,
+    notify = opts.notify or function() end, members = 1, next_beat = -math.huge, me = member_id(),
+    fallback = M.new{ limit = o.limit, window = o.window + margin } }, Stored)
 end
 
-function Shared:warn(msg)
-  if not self.warned then
-    self.warned = true
-    self.ngx.log(self.ngx.ERR, "rctasks: ", msg)
-  end
-end
-
-function Shared:acquire()
-  local d = self.dict
-  local held = d:ttl(self.held_key)
-  if held and held > 0 then return held end
-  self.ngx.update_time() -- the dict stamps TTLs with the worker's cached clock: make it current
-  local soonest
-  for _ = 1, self.limit do -- at most one lap of the ring
-    local n, err = d:incr(self.seq_key, 1, 0)
-    if not n then
-      self:warn("shared limiter cannot count (" .. tostring(err) .. "): holding requests")
-      return self.window / self.limit
+-- Every quarter window: say this client shares the budget, and count who else does.
+function Stored:beat(now)
+  if now < self.next_beat then return end
+  self.next_beat = now + self.window / 4
+  local st = self.store
+  if st:set(self.key .. ":m:" .. self.me, "1", self.window) then
+    local members = st:keys(self.key .. ":m:")
+    if members and #members > 0 and #members ~= self.members then
+      self.members = #members
+      self.fallback = M.new{ limit = math.max(1, math.floor(self.limit / self.members)), window = self.window }
     end
-    local slot = self.slot_prefix .. (n % self.limit)
-    local ok
-    ok, err = d:safe_add(slot, true, self.window + self.margin)
-    if ok then return 0 end
-    if err ~= "exists" then -- "no memory": fail closed rather than overspend the budget
-      self:warn("shared limiter dict is full (" .. tostring(err) .. "): holding requests; enlarge it")
-      return self.window / self.limit
-    end
-    local t = d:ttl(slot) or 0 -- nil: it expired a moment ago
-    if not soonest or t < soonest then soonest = t end
   end
-  return math.max(soonest or 0, 0.001)
 end
 
--- X-Rate-Limit-Remaining: 0: every worker holds until the window has passed. (A count above 0 is
--- not mirrored here: counting the live claims is a scan of the ring.)
-function Shared:remaining(n)
-  if n ~= 0 then return end
-  local d, hold = self.dict, self.window
-  local t = d:ttl(self.held_key)
-  if not t or t < hold then d:set(self.held_key, true, hold) end
+function Stored:acquire(now)
+  self:beat(now)
+  local wait, err = self.store:budget(self.key, self.limit, self.window)
+  if wait == nil then
+    self.notify("budget", "the shared request budget is unreachable (" .. tostring(err) .. "): this client "
+      .. "keeps to " .. self.fallback.limit .. " requests per " .. self.window .. " s until it answers")
+    return self.fallback:acquire(now)
+  end
+  self.notify("budget", nil)
+  self.fallback:acquire(now) -- the local share keeps counting, so a fallback starts from the truth
+  return wait
 end
 
--- Claims alive now (for monitoring and tests): a full scan, so not on a hot path.
-function Shared:in_use()
-  local n = 0
-  for i = 0, self.limit - 1 do
-    if self.dict:get(self.slot_prefix .. i) then n = n + 1 end
-  end
-  return n
+-- X-Rate-Limit-Remaining: n. The shared window then holds at least limit - n sends.
+function Stored:remaining(n, now)
+  if n ~= n or n < 0 then return end
+  self.fallback:remaining(math.floor(n / self.members), now)
+  self.store:budget_used(self.key, self.limit - math.min(n, self.limit), self.limit, self.window)
+end
+
+-- shared{ dict = "rctasks", key =, limit =, window =, margin = }: stored in nginx's shared dict.
+function M.shared(opts)
+  opts = check.options(opts, { dict = "string", key = "string", limit = "number", window = "number",
+                               margin = "number" }, "rctasks.limiter.shared")
+  local store, err = require("rctasks.store.shdict").new{ dict = opts.dict }
+  if not store then check.fail("rctasks.limiter.shared: " .. err) end
+  local o = {}
+  for k, v in pairs(opts) do if k ~= "dict" then o[k] = v end end
+  o.store = store
+  o.notify = function(_, msg) if msg then env.ngx().log(env.ngx().WARN, "rctasks: ", msg) end end
+  return M.stored(o)
 end
 
 return M

@@ -63,63 +63,86 @@ local function failure(w, err, now, policy)
   return err
 end
 
--- run(exec, policy, o, deadline, watches, batch): poll every watch until it is done or the
--- deadline comes. o: the wait options (interval, backoff, max_interval, jitter, list_above).
--- batch(exec, deadline) -> { [w.id] = value } | nil, err may observe many watches in one request
--- (wait_all's GET /tasks); it is used while more than o.list_above watches are pending.
-function M.run(exec, policy, o, deadline, watches, batch)
+-- run(exec, policy, o, deadline, watches, batch, hooks): poll every watch until it is done or the
+-- deadline comes. o: the wait options (interval, backoff, max_interval, jitter).
+-- batch(exec, deadline, pending) -> seen, covered, fresh | nil (no batch this round) | nil, err:
+-- one request (wait_all's GET /tasks) or the board (another caller's poll) may observe many
+-- watches: seen[w.id] is a value or an error for that watch, covered[w.id] true when the watch
+-- needs no poll of its own this round, fresh true to restart the schedule (new tasks to watch).
+-- hooks.refill() -> more watches (a scheduler's new tasks), asked every round; with it, run only
+-- ends at the deadline. hooks.done(w) is called as each watch ends. hooks.pause(d) -> the sleep
+-- to take instead of d (the board's: a leader renews its lease for it, a follower reads sooner).
+function M.run(exec, policy, o, deadline, watches, batch, hooks)
+  hooks = hooks or {}
   local next_delay = M.schedule(o)
   local pending = {}
-  for _, w in ipairs(watches) do
-    w.misses, w.fails = w.misses or 0, w.fails or 0
-    pending[#pending + 1] = w
+  local function add(list)
+    for _, w in ipairs(list or {}) do
+      w.misses, w.fails = w.misses or 0, w.fails or 0
+      pending[#pending + 1] = w
+    end
   end
+  add(watches)
   local batch_fails = 0
-  while #pending > 0 do
+  while #pending > 0 or hooks.refill do
+    if hooks.refill then add(hooks.refill()) end
     local retries, hint, timed_out = {}, nil, false
     local function retrying(n, err)
       retries[#retries + 1] = { n, err }
       if err.retry_after and (not hint or err.retry_after > hint) then hint = err.retry_after end
     end
     local singles = pending
-    if batch and #pending > o.list_above then
-      local seen, err = batch(exec, deadline)
-      singles = {}
-      if seen then
-        batch_fails = 0
-        for _, w in ipairs(pending) do
-          if seen[w.id] ~= nil then observe(w, seen[w.id]) else singles[#singles + 1] = w end
+    local seen, covered, fresh -- (on a failed batch: nil, err)
+    if batch and #pending > 0 then seen, covered, fresh = batch(exec, deadline, pending) end
+    if seen then
+      batch_fails, singles = 0, {}
+      if fresh then next_delay = M.schedule(o) end
+      for _, w in ipairs(pending) do
+        local x = seen[w.id]
+        if errors.is(x) then
+          if failure(w, x, exec.now(), policy) then retrying(w.fails, x) end
+        elseif x ~= nil then
+          observe(w, x)
+        elseif not covered[w.id] then
+          singles[#singles + 1] = w
         end
-      elseif err.kind == "timeout" then
-        timed_out = true
+      end
+    elseif covered then -- the batch itself failed
+      local err = covered
+      if err.kind == "timeout" then
+        timed_out, singles = true, {}
       elseif err.retryable and policy:server_delay(err) ~= false then
-        batch_fails = batch_fails + 1 -- every pending watch waits through it, and a timeout names it
+        batch_fails, singles = batch_fails + 1, {} -- every pending watch waits through it, and a timeout names it
         for _, w in ipairs(pending) do w.failed = err end
         retrying(batch_fails, err)
-      else
-        singles = pending -- the batch failed for good: ask one by one
-      end
+      end -- else the batch failed for good: ask one by one
     end
     for _, w in ipairs(singles) do
       if timed_out then break end
-      local v, err = w:probe(exec, deadline)
+      local v, perr = w:probe(exec, deadline)
       if v ~= nil then
         observe(w, v)
-      elseif err.kind == "timeout" then
+      elseif perr.kind == "timeout" then
         timed_out = true
-      elseif failure(w, err, exec.now(), policy) then
-        retrying(w.fails, err)
+      elseif failure(w, perr, exec.now(), policy) then
+        retrying(w.fails, perr)
       end
     end
     local still = {}
-    for _, w in ipairs(pending) do if not w.done then still[#still + 1] = w end end
+    for _, w in ipairs(pending) do
+      if not w.done then still[#still + 1] = w elseif hooks.done then hooks.done(w) end
+    end
     pending = still
-    if #pending == 0 or timed_out or exec.now() >= deadline then break end
+    if (#pending == 0 and not hooks.refill) or timed_out or exec.now() >= deadline then break end
     local d = next_delay(hint)
     for _, r in ipairs(retries) do policy:report(r[1], d, r[2]) end
+    if hooks.pause then d = hooks.pause(d) end
     exec:sleep(d, deadline)
   end
-  for _, w in ipairs(pending) do w.done, w.err = true, w:expired(o) end
+  for _, w in ipairs(pending) do
+    w.done, w.err = true, w:expired(o)
+    if hooks.done then hooks.done(w) end
+  end
 end
 
 ------------------------------------------------------------------------------------------------
@@ -158,25 +181,114 @@ function TaskWatch:expired(o)
     { task = last, task_id = self.id, cause = failed })
 end
 
--- wait(exec, policy, id, o, deadline) -> final task | nil, err
-function M.wait(exec, policy, id, o, deadline)
+-- The board's round (rctasks.board): this caller says which tasks it waits on, then either
+-- leads (polls every watched task, with one GET /tasks when more than o.list_above, and publishes
+-- what it saw) or reads what the leader published. When the store fails, the caller polls its own
+-- tasks this round, as it would without a board, and `notify` says so.
+function M.shared_batch(board, o, notify, caller)
+  local known = 0 -- watched tasks at the last round this caller led
+  local leading = false
+  -- Between rounds: a leader holds its lease for its next sleep and a margin (if it dies, the
+  -- lease runs out that much later); a follower reads the board at least every margin, so it
+  -- takes over soon after a lease runs out, and sees what the leader published soon after.
+  local function pause(d)
+    if leading then
+      board:lead(caller, d + board.margin)
+      return d
+    end
+    return math.min(d, board.margin)
+  end
+  return function(exec, deadline, pending)
+    local ids = {}
+    for i, w in ipairs(pending) do ids[i] = w.id end
+    local ok, err = board:interest(ids, board.lease_ttl * 3)
+    local leads
+    if ok then leads, err = board:lead(caller) end
+    leading = leads == true
+    if leads == nil then
+      notify("store", "the coordination store failed (" .. tostring(err) .. "): polling alone")
+      return {}, {}
+    end
+    notify("store", nil)
+    local covered = {}
+    for _, id in ipairs(ids) do covered[id] = true end
+    local seen = {}
+    if not leads then
+      for _, id in ipairs(ids) do
+        local e = board:read(caller, id)
+        if e then seen[id] = e.task or errors.new(e.error.kind or "http", e.error) end
+      end
+      return seen, covered
+    end
+    -- What another leader already published is used, not polled again: an ended task is not
+    -- asked about twice.
+    local all, todo, mine = board:watched() or ids, {}, {}
+    for _, id in ipairs(ids) do
+      mine[id] = true
+      local e = board:read(caller, id)
+      if e then seen[id] = e.task or errors.new(e.error.kind or "http", e.error) end
+      if not (e and e.done) then todo[#todo + 1] = id end
+    end
+    for _, id in ipairs(all) do
+      if not mine[id] and not board:done(id) then todo[#todo + 1] = id end
+    end
+    local results = {}
+    if #todo > o.list_above then
+      local list, lerr = M.list_tasks(exec, ONCE, deadline)
+      if not list then return nil, lerr end
+      for _, t in ipairs(list) do results[t.taskId] = t end
+    end
+    for _, id in ipairs(todo) do
+      if results[id] == nil then
+        local t, gerr = M.get_task(exec, ONCE, id, deadline)
+        if gerr and gerr.kind == "timeout" then break end
+        results[id] = t or gerr
+      end
+    end
+    for _, id in ipairs(todo) do
+      local r = results[id]
+      if r ~= nil then
+        if errors.is(r) then board:publish(id, nil, r, o.timeout) else board:publish(id, r, nil, o.timeout) end
+        if mine[id] then board:read(caller, id) end -- (its own publish is no news to this caller)
+        if mine[id] then seen[id] = r end
+      end
+    end
+    local fresh = #todo > known
+    known = #todo
+    return seen, covered, fresh
+  end, { pause = pause }
+end
+
+-- wait(exec, policy, id, o, deadline, shared) -> final task | nil, err. shared (or o.shared):
+-- { board =, notify = } to share the polling with other callers (rctasks.board).
+function M.wait(exec, policy, id, o, deadline, shared)
+  shared = shared or o.shared
   local w = M.task_watch(id, o)
-  M.run(exec, policy, o, deadline or exec.now() + o.timeout, { w })
+  local caller = shared and shared.board:caller()
+  local batch, hooks
+  if shared then batch, hooks = M.shared_batch(shared.board, o, shared.notify, caller) end
+  M.run(exec, policy, o, deadline or exec.now() + o.timeout, { w }, batch, hooks)
+  if shared then shared.board:resign(caller) end -- the next caller's round leads at once
   return w.value, w.err
 end
 
-local function list_batch(exec, deadline)
-  local list, err = M.list_tasks(exec, ONCE, deadline)
-  if not list then return nil, err end
-  local by_id = {}
-  for _, t in ipairs(list) do by_id[t.taskId] = t end
-  return by_id
+-- One GET /tasks for every pending task, while more than o.list_above are pending.
+local function list_batch(o)
+  return function(exec, deadline, pending)
+    if #pending <= o.list_above then return nil end
+    local list, err = M.list_tasks(exec, ONCE, deadline)
+    if not list then return nil, err end
+    local by_id = {}
+    for _, t in ipairs(list) do by_id[t.taskId] = t end
+    return by_id, by_id
+  end
 end
 
--- wait_all(exec, policy, ids, o) -> { [id] = watch } with watch.value or watch.err for every id.
--- One GET /tasks per round while more than o.list_above tasks are pending (it shows them all),
--- single gets for the rest.
-function M.wait_all(exec, policy, ids, o)
+-- wait_all(exec, policy, ids, o, shared) -> { [id] = watch } with watch.value or watch.err for
+-- every id. One GET /tasks per round while more than o.list_above tasks are pending (it shows
+-- them all), single gets for the rest; through the board when shared.
+function M.wait_all(exec, policy, ids, o, shared)
+  shared = shared or o.shared
   local by_id, watches = {}, {}
   for _, id in ipairs(ids) do
     if not by_id[id] then
@@ -184,7 +296,15 @@ function M.wait_all(exec, policy, ids, o)
       watches[#watches + 1] = by_id[id]
     end
   end
-  M.run(exec, policy, o, exec.now() + o.timeout, watches, list_batch)
+  local caller = shared and shared.board:caller()
+  local batch, hooks
+  if shared then
+    batch, hooks = M.shared_batch(shared.board, o, shared.notify, caller)
+  else
+    batch = list_batch(o)
+  end
+  M.run(exec, policy, o, exec.now() + o.timeout, watches, batch, hooks)
+  if shared then shared.board:resign(caller) end
   return by_id
 end
 

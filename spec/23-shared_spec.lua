@@ -1,0 +1,171 @@
+-- Many clients of one account sharing a coordination store (played in one process: each client a
+-- coroutine on one virtual clock, see spec/helpers/fleet.lua; the same code runs across processes
+-- and hosts on a Redis store, spec/24-redis_fleet_spec.lua): one poll per task however many wait
+-- on it, a poller that dies is replaced, every caller gets the same outcome, one request budget,
+-- and a store that fails makes nobody fail.
+local rctasks = require "rctasks"
+local cjson = require "cjson"
+local fleetmod = require "helpers.fleet"
+local memory = require "rctasks.store.memory"
+
+local KEY, SECRET = "fleet-account-key-0123", "fleet-secret-key-0123"
+
+-- Tasks t1..tN that complete at `ends[id]` on the fleet's clock.
+local function api(ends)
+  local function task(id, now)
+    local status = now >= ends[id] and "processing-completed" or "processing-in-progress"
+    return { taskId = id, status = status, commandType = "subscriptionCreateRequest",
+             response = status == "processing-completed" and { resourceId = 100 } or nil }
+  end
+  return function(req, fleet)
+    local id = req.url:match("/tasks/([%w%-]+)$")
+    if id then
+      if not ends[id] then return { 404, "" } end
+      return { 200, cjson.encode(task(id, fleet.t)) }
+    end
+    if req.url:find("/tasks$") then
+      local list = {}
+      for tid in pairs(ends) do list[#list + 1] = task(tid, fleet.t) end
+      return { 200, cjson.encode({ tasks = list }) }
+    end
+    return { 404, "" }
+  end
+end
+
+local function shared_store(fleet)
+  local st = memory.new{ now = fleet.now }
+  st.shared = true -- a stand-in for a store other processes see (shdict, Redis)
+  return st
+end
+
+local function client(fleet, tr, st, extra)
+  local o = { api_key = KEY, secret_key = SECRET, base_url = "https://api.example.test/v1", transport = tr,
+              now = fleet.now, sleep = fleet.sleep, store = st, limiter = false }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return rctasks.new(o)
+end
+
+describe("clients sharing a store", function()
+  it("poll each task once per round, however many wait on it, and all get the same task", function()
+    local fleet = fleetmod.new()
+    local ends = {}
+    for i = 1, 20 do ends["t" .. i] = fleet.t + 30 + i end
+    local tr, st = fleet:transport(api(ends)), shared_store(fleet)
+    local got = {}
+    for w = 1, 100 do -- 100 waiters, 5 on each task, in 4 "processes" (clients)
+      local c = client(fleet, tr, st)
+      fleet:spawn(function()
+        local id = "t" .. ((w - 1) % 20 + 1)
+        local t = assert(c:wait(id, { timeout = 600 }))
+        got[#got + 1] = t
+      end)
+    end
+    fleet:run()
+    assert.equal(100, #got)
+    for _, t in ipairs(got) do assert.equal("processing-completed", t.status) end
+    -- per second of the clock: a round is one GET /tasks (20 tasks watched), never 100 requests
+    local worst = 0
+    for s = 1000, 1100 do worst = math.max(worst, fleet:count(s, s + 1)) end
+    assert.is_true(worst <= 3, "a second held " .. worst .. " requests")
+    assert.is_true(#fleet.requests < 40, #fleet.requests .. " requests in all")
+  end)
+
+  it("without the store, the same waiters poll about once each per round (the control)", function()
+    local fleet = fleetmod.new()
+    local ends = {}
+    for i = 1, 20 do ends["t" .. i] = fleet.t + 30 + i end
+    local tr = fleet:transport(api(ends))
+    for w = 1, 100 do
+      local c = client(fleet, tr, nil)
+      fleet:spawn(function() assert(c:wait("t" .. ((w - 1) % 20 + 1), { timeout = 600 })) end)
+    end
+    fleet:run()
+    assert.is_true(#fleet.requests >= 500, #fleet.requests .. " requests")
+  end)
+
+  it("takes the poll over when the poller dies (its lease, then a follower's read), and all still finish", function()
+    local fleet = fleetmod.new()
+    local ends = { t1 = fleet.t + 100 }
+    local tr, st = fleet:transport(api(ends)), shared_store(fleet)
+    local done = 0
+    local first = fleet:spawn(function() client(fleet, tr, st):wait("t1", { timeout = 600 }) end)
+    for _ = 1, 3 do
+      local c = client(fleet, tr, st)
+      fleet:spawn(function() assert(c:wait("t1", { timeout = 600 })); done = done + 1 end, fleet.t + 0.5)
+    end
+    fleet:run(fleet.t + 10) -- the first waiter leads...
+    fleet:kill(first)       -- ...and its process dies
+    local died = fleet.t
+    fleet:run()
+    assert.equal(3, done)
+    local gap = 0
+    local last = died
+    for _, r in ipairs(fleet.requests) do
+      if r.at >= died then gap = math.max(gap, r.at - last); last = r.at end
+    end
+    -- the dead poller's lease covered its next sleep (at most 30 s) and 5 s; a follower reads every 5 s
+    assert.is_true(gap <= 30 + 5 + 5 + 1, "no poll for " .. gap .. " s after the poller died")
+  end)
+
+  it("polls alone, and says so once, while the store fails; sharing resumes after", function()
+    local fleet = fleetmod.new()
+    local ends = { t1 = fleet.t + 60 }
+    local tr, st = fleet:transport(api(ends)), shared_store(fleet)
+    local down = true
+    local flaky = setmetatable({ shared = true }, { __index = function(_, k)
+      local f = st[k]
+      if type(f) ~= "function" then return f end
+      return function(_, ...)
+        if down then return nil, "connection refused" end
+        return f(st, ...)
+      end
+    end })
+    local events = {}
+    local c = client(fleet, tr, flaky, { on_event = function(kind, msg) events[#events + 1] = { kind, msg } end })
+    fleet:spawn(function() assert(c:wait("t1", { timeout = 600 })) end)
+    fleet:spawn(function() down = false end, fleet.t + 20)
+    fleet:run()
+    assert.equal(2, #events, cjson.encode(events))
+    assert.equal("store", events[1][1]); assert.matches("polling alone", events[1][2], 1, true)
+    assert.is_nil(events[2][2]) -- works again
+  end)
+
+  it("share one request budget: no window sees more than the limit from all clients together", function()
+    local fleet = fleetmod.new()
+    local ends = { t1 = math.huge }
+    local tr, st = fleet:transport(api(ends)), shared_store(fleet)
+    for _ = 1, 4 do
+      local c = client(fleet, tr, st, { limiter = nil })
+      local l = { limit = 5, window = 10 }
+      c = client(fleet, tr, st, { limiter = rctasks.limiter.stored{ store = st, key = "acct", limit = l.limit,
+                                                                    window = l.window, margin = 0 } })
+      fleet:spawn(function() for _ = 1, 10 do c:get("t1") end end)
+    end
+    fleet:run()
+    assert.equal(40, #fleet.requests)
+    for i = 1, #fleet.requests - 5 do
+      assert.is_true(fleet.requests[i + 5].at - fleet.requests[i].at >= 10 - 1e-9, "6 sends within a window")
+    end
+  end)
+
+  it("keeps to a local share of the budget while the store fails: never unlimited, never stopped", function()
+    local fleet = fleetmod.new()
+    local st = shared_store(fleet)
+    local down = false
+    local flaky = setmetatable({ shared = true }, { __index = function(_, k)
+      local f = st[k]
+      if type(f) ~= "function" then return f end
+      return function(_, ...) if down then return nil, "down" end return f(st, ...) end
+    end })
+    local limiters = {}
+    for i = 1, 4 do
+      limiters[i] = rctasks.limiter.stored{ store = flaky, key = "acct", limit = 20, window = 10, margin = 0 }
+      limiters[i]:acquire(fleet.t) -- each says it shares the budget
+    end
+    for i = 1, 4 do limiters[i].next_beat = -math.huge; limiters[i]:acquire(fleet.t) end -- and counts the others
+    down = true
+    local sent = 0
+    for _ = 1, 100 do if limiters[1]:acquire(fleet.t + 1) == 0 then sent = sent + 1 end end
+    assert.is_true(sent >= 1 and sent <= 5, sent .. " sends: a quarter of the budget, 4 clients sharing it")
+  end)
+end)
