@@ -345,5 +345,22 @@ function Client:__tostring()
   return "rctasks.client (" .. self.base_url .. ")"
 end
 
+------------------------------------------------------------------------------------------------
+-- For rctasks.background (the same layer): what a scheduler needs of a client.
+
+function M.store_of(c) local s = state[c]; return s and s.store end
+function M.account_of(c) local s = state[c]; return s and s.account end
+
+-- A watch of task `id` for the scheduler; on_update(task) on each status change.
+function M.task_watch(_, id, on_update)
+  return poll.task_watch(id, { early_404 = defaults.wait.early_404, on_update = on_update })
+end
+
+-- Rounds without end over the watches refill() brings (poll.serve), through the client's board.
+function M.serve_rounds(c, o, refill, done, stop)
+  local exec, policy = open(c, o)
+  return poll.serve(exec, policy, o, refill, done, stop, o.shared)
+end
+
 M.Client = Client
 return M

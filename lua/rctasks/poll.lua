@@ -70,7 +70,8 @@ end
 -- watches: seen[w.id] is a value or an error for that watch, covered[w.id] true when the watch
 -- needs no poll of its own this round, fresh true to restart the schedule (new tasks to watch).
 -- hooks.refill() -> more watches (a scheduler's new tasks), asked every round; with it, run only
--- ends at the deadline. hooks.done(w) is called as each watch ends. hooks.pause(d) -> the sleep
+-- ends at the deadline or when hooks.stop() says so. hooks.done(w) is called as each watch ends;
+-- a watch with its own w.deadline ends at it (w.expired_by_deadline). hooks.pause(d) -> the sleep
 -- to take instead of d (the board's: a leader renews its lease for it, a follower reads sooner).
 function M.run(exec, policy, o, deadline, watches, batch, hooks)
   hooks = hooks or {}
@@ -85,7 +86,10 @@ function M.run(exec, policy, o, deadline, watches, batch, hooks)
   add(watches)
   local batch_fails = 0
   while #pending > 0 or hooks.refill do
-    if hooks.refill then add(hooks.refill()) end
+    if hooks.refill then
+      local more = hooks.refill()
+      if more and #more > 0 then add(more); next_delay = M.schedule(o) end -- new tasks: poll them soon
+    end
     local retries, hint, timed_out = {}, nil, false
     local function retrying(n, err)
       retries[#retries + 1] = { n, err }
@@ -128,12 +132,17 @@ function M.run(exec, policy, o, deadline, watches, batch, hooks)
         retrying(w.fails, perr)
       end
     end
-    local still = {}
+    local still, now = {}, exec.now()
     for _, w in ipairs(pending) do
+      if not w.done and w.deadline and now >= w.deadline then
+        w.done, w.err, w.expired_by_deadline = true, w:expired(o), true
+      end
       if not w.done then still[#still + 1] = w elseif hooks.done then hooks.done(w) end
     end
     pending = still
-    if (#pending == 0 and not hooks.refill) or timed_out or exec.now() >= deadline then break end
+    if (#pending == 0 and not hooks.refill) or timed_out or now >= deadline or (hooks.stop and hooks.stop()) then
+      break
+    end
     local d = next_delay(hint)
     for _, r in ipairs(retries) do policy:report(r[1], d, r[2]) end
     if hooks.pause then d = hooks.pause(d) end
@@ -198,6 +207,7 @@ function M.shared_batch(board, o, notify, caller)
     end
     return math.min(d, board.margin)
   end
+  -- (the scheduler of rctasks.background adds its own hooks to these)
   return function(exec, deadline, pending)
     local ids = {}
     for i, w in ipairs(pending) do ids[i] = w.id end
@@ -284,6 +294,26 @@ local function list_batch(o)
   end
 end
 
+-- The batch of many watches: the board's round when shared, else one GET /tasks per round.
+local function batch_for(shared, o, caller)
+  if shared then
+    local batch, hooks = M.shared_batch(shared.board, o, shared.notify, caller)
+    return batch, hooks
+  end
+  return list_batch(o), {}
+end
+
+-- serve(exec, policy, o, watches, refill, done, stop, shared): rounds without end for a scheduler
+-- (rctasks.background): refill() brings new watches each round, done(w) reports each that ends,
+-- stop() ends the rounds.
+function M.serve(exec, policy, o, refill, done, stop, shared)
+  local caller = shared and shared.board:caller()
+  local batch, hooks = batch_for(shared, o, caller)
+  hooks.refill, hooks.done, hooks.stop = refill, done, stop
+  M.run(exec, policy, o, math.huge, {}, batch, hooks)
+  if shared then shared.board:resign(caller) end
+end
+
 -- wait_all(exec, policy, ids, o, shared) -> { [id] = watch } with watch.value or watch.err for
 -- every id. One GET /tasks per round while more than o.list_above tasks are pending (it shows
 -- them all), single gets for the rest; through the board when shared.
@@ -297,12 +327,7 @@ function M.wait_all(exec, policy, ids, o, shared)
     end
   end
   local caller = shared and shared.board:caller()
-  local batch, hooks
-  if shared then
-    batch, hooks = M.shared_batch(shared.board, o, shared.notify, caller)
-  else
-    batch = list_batch(o)
-  end
+  local batch, hooks = batch_for(shared, o, caller)
   M.run(exec, policy, o, exec.now() + o.timeout, watches, batch, hooks)
   if shared then shared.board:resign(caller) end
   return by_id

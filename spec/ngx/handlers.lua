@@ -198,6 +198,37 @@ function M.probe()
                log = cjson.decode(ngx.shared.probe:get("log") or "null") })
 end
 
+-- Background waits of the account in RCTASKS_NGX_KEY, on the worker's shared-dict store (one
+-- board and one budget for all workers): serve in init_worker, spawn and read by ?id=.
+local bg_client
+local function bg()
+  if not bg_client then
+    bg_client = rctasks.new{ api_key = os.getenv("RCTASKS_NGX_KEY"), secret_key = os.getenv("RCTASKS_NGX_SECRET"),
+      base_url = os.getenv("RCTASKS_NGX_URL"), limiter = false, store = require("rctasks.store.shdict").new() }
+  end
+  return bg_client
+end
+
+local BG_WAIT = { interval = 0.2, max_interval = 0.5, jitter = 0, timeout = 60 }
+
+function M.bg_serve() assert(background.serve(bg(), { wait = BG_WAIT })) end
+
+function M.bg_spawn()
+  local ids = {}
+  for id in (ngx.var.arg_ids or ngx.var.arg_id):gmatch("[^,]+") do ids[#ids + 1] = id end
+  for _, id in ipairs(ids) do assert(background.spawn_wait(bg(), id, { wait = BG_WAIT })) end
+  return out({ ok = true, n = #ids, worker = ngx.worker.id() }, 202)
+end
+
+function M.bg_result()
+  local out_r = {}
+  for id in (ngx.var.arg_ids or ngx.var.arg_id):gmatch("[^,]+") do
+    local r = background.result(id, { client = bg() })
+    out_r[#out_r + 1] = r and r.state or "none"
+  end
+  return out({ states = out_r })
+end
+
 function M.init_get()
   local t, err = M.init_client:get(ngx.var.arg_id)
   if not t then return out(err_view(err)) end

@@ -141,6 +141,20 @@ function H.stop(srv)
   sh("rm -rf " .. srv.dir)
 end
 
+-- A reload (SIGHUP): new workers start with the config, the old ones finish and exit. true once
+-- the master answers again.
+function H.reload(srv)
+  local pid = read(srv.dir .. "/logs/nginx.pid")
+  pid = pid and pid:match("%d+")
+  if not pid or not sh("kill -HUP " .. pid) then return false end
+  socket.sleep(0.3)
+  for _ = 1, 100 do
+    if listening(srv.port) then return true end
+    socket.sleep(0.05)
+  end
+  return false
+end
+
 function H.log(srv) return read(srv.dir .. "/logs/error.log") or "" end
 
 -- One HTTP/1.0 exchange (nginx then neither chunks nor keeps the connection), a POST with `body`
