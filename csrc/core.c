@@ -15,6 +15,16 @@ static int core_now(lua_State *L)
     return 1;
 }
 
+/* core.time() -> seconds since the epoch, fractional: the wall clock, which processes on one host
+ * and reboots agree on (the file store's expiry times are written to disk). */
+static int core_time(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
 /* core.sleep(seconds): blocks the calling thread; outside nginx only (the ngx transport uses ngx.sleep). */
 static int core_sleep(lua_State *L)
 {
@@ -33,6 +43,7 @@ static int core_sleep(lua_State *L)
 
 static const luaL_Reg core_funcs[] = {
     {"now", core_now},
+    {"time", core_time},
     {"sleep", core_sleep},
     {NULL, NULL}
 };
@@ -45,6 +56,7 @@ __attribute__((visibility("default"))) int luaopen_rctasks_core(lua_State *L)
     rc_open_task(L);
     rc_open_http(L);
     rc_open_sha256(L);
+    rc_open_file(L);
     lua_pushliteral(L, RCTASKS_VERSION);
     lua_setfield(L, -2, "version");
     return 1;

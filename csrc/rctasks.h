@@ -27,6 +27,9 @@ void rc_open_json(lua_State *L);  /* adds decode, null to the table on top */
 /* task.c: task-model normalisation (links, response.error, list shapes, type checks). */
 void rc_open_task(lua_State *L);  /* adds decode_task, decode_tasks */
 
+/* file.c: locks, appends and replaces for the file store. */
+void rc_open_file(lua_State *L);
+
 /* sha256.c: core.sha256(s) -> 64 hex digits. */
 void rc_open_sha256(lua_State *L);
 

@@ -40,7 +40,8 @@ build = {
     ["rctasks.transport.ngx"] = "lua/rctasks/transport/ngx.lua",
     ["rctasks.transport.http1"] = "lua/rctasks/transport/http1.lua",
     ["rctasks.core"] = {
-      sources = { "csrc/core.c", "csrc/json.c", "csrc/task.c", "csrc/http.c", "csrc/sha256.c" },
+      sources = { "csrc/core.c", "csrc/json.c", "csrc/task.c", "csrc/http.c", "csrc/sha256.c",
+                  "csrc/file.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl" },
       libdirs = { "$(CURL_LIBDIR)" },

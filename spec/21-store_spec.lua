@@ -9,7 +9,15 @@ local function unique(prefix)
   return prefix .. ":" .. string.format("%x%x", os.time(), math.random(1, 2 ^ 30)) .. ":"
 end
 
-local backends = { { name = "memory", new = function() return require("rctasks.store.memory").new() end } }
+local files = {}
+local backends = {
+  { name = "memory", new = function() return require("rctasks.store.memory").new() end },
+  { name = "file", new = function()
+      files[#files + 1] = os.tmpname()
+      return assert(require("rctasks.store.file").new{ path = files[#files] })
+    end },
+}
+teardown(function() for _, f in ipairs(files) do os.remove(f); os.remove(f .. ".lock") end end)
 local redis_url = os.getenv("RCTASKS_REDIS_URL")
 if redis_url and redis_url ~= "" then
   backends[#backends + 1] = { name = "redis", new = function()
@@ -84,6 +92,30 @@ for _, b in ipairs(backends) do
       assert.is_true(st:budget_used(p .. "b", 5, 5, 10))
       assert.is_true(st:budget(p .. "b", 5, 10) > 0)
     end)
+
+    if b.name == "file" then
+      it("is shared by the processes of one host: another store on the same file sees it all", function()
+        local other = assert(require("rctasks.store.file").new{ path = st.path })
+        st:set(p .. "s", "v")
+        assert.equal("v", other:get(p .. "s"))
+        assert.is_true(st:lease(p .. "lease", "a", 5))
+        assert.is_false(other:lease(p .. "lease", "b", 5))
+      end)
+
+      it("reads a file cut mid-record, or holding garbage, up to its last whole record, and says so once", function()
+        local warned = {}
+        local f = files[#files]
+        st:set(p .. "a", "1")
+        local h = assert(io.open(f, "ab")); h:write('not json at all\n{"k":"' .. p .. 'b","v":"2"}\n{"k":"cut'); h:close()
+        local s2 = assert(require("rctasks.store.file").new{ path = f, warn = function(m) warned[#warned + 1] = m end })
+        assert.equal("1", s2:get(p .. "a"))
+        assert.equal("2", s2:get(p .. "b"))
+        assert.is_true(s2:set(p .. "c", "3")) -- on a line of its own, after the cut one
+        assert.equal("3", s2:get(p .. "c"))
+        assert.equal(1, #warned)
+        assert.matches("2 unreadable line", warned[1], 1, true)
+      end)
+    end
 
     if b.name == "redis" then
       it("is shared: a second store on the same server sees the same keys, leases and budget", function()

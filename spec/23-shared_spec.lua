@@ -68,6 +68,16 @@ describe("clients sharing a store", function()
     for s = 1000, 1100 do worst = math.max(worst, fleet:count(s, s + 1)) end
     assert.is_true(worst <= 3, "a second held " .. worst .. " requests")
     assert.is_true(#fleet.requests < 40, #fleet.requests .. " requests in all")
+    -- the store names the account by the SHA-256 of its key, and holds neither key anywhere
+    local account = require("rctasks.core").sha256(KEY)
+    assert.equal("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+      require("rctasks.core").sha256("abc"))
+    for k, v in pairs(st.data) do
+      assert.is_truthy(k:find(account, 1, true), k)
+      for _, s in ipairs({ k, v }) do
+        assert.is_nil(s:find(KEY, 1, true)); assert.is_nil(s:find(SECRET, 1, true))
+      end
+    end
   end)
 
   it("without the store, the same waiters poll about once each per round (the control)", function()
