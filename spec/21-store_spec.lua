@@ -106,7 +106,9 @@ for _, b in ipairs(backends) do
         local warned = {}
         local f = files[#files]
         st:set(p .. "a", "1")
-        local h = assert(io.open(f, "ab")); h:write('not json at all\n{"k":"' .. p .. 'b","v":"2"}\n{"k":"cut'); h:close()
+        local h = assert(io.open(f, "ab"))
+        h:write('not json at all\n{"k":"' .. p .. 'b","v":"2"}\n{"k":"cut')
+        h:close()
         local s2 = assert(require("rctasks.store.file").new{ path = f, warn = function(m) warned[#warned + 1] = m end })
         assert.equal("1", s2:get(p .. "a"))
         assert.equal("2", s2:get(p .. "b"))
