@@ -6,6 +6,7 @@
 -- name the account by a hash of its key, never by the key.
 local cjson = require("cjson").new() -- private: its settings stay ours
 local core = require "rctasks.core"
+local env = require "rctasks.env"
 local taskmod = require "rctasks.task"
 
 cjson.encode_number_precision(14) -- the most lua-cjson 2.1 writes: ids and epoch seconds (to 0.1 ms) survive
@@ -15,18 +16,10 @@ local M = {}
 local Board = {}
 Board.__index = Board
 
-local function uuid()
-  local f = io.open("/dev/urandom", "rb")
-  local b = f and f:read(8)
-  if f then f:close() end
-  b = b or tostring({}) .. os.clock()
-  return (b:gsub(".", function(c) return string.format("%02x", c:byte()) end))
-end
-
 -- board.new(store, account, { lease = seconds (a new leader's first hold), margin = seconds,
 --                             scrub = function(string) -> string })
 function M.new(store, account, opts)
-  return setmetatable({ store = store, prefix = "rct:" .. account .. ":", me = uuid(), lease_ttl = opts.lease,
+  return setmetatable({ store = store, prefix = "rct:" .. account .. ":", me = env.unique(), lease_ttl = opts.lease,
                         margin = opts.margin or 5,
                         scrub = opts.scrub or function(s) return s end, callers = 0 }, Board)
 end

@@ -50,6 +50,11 @@ M.KINDS = {
   path = function(v)
     return v == false or type(v) == "string" or type(v) == "function" or "a path, a function or false"
   end,
+  -- an operation key of the journal: what a person can read back in `rctasks journal`
+  key = function(v)
+    return (type(v) == "string" and v ~= "" and #v <= 200 and not v:find("%c")) or
+      "a non-empty string of at most 200 bytes without control characters"
+  end,
   any = function() return true end,
 }
 

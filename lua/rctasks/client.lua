@@ -9,8 +9,11 @@ local core = require "rctasks.core"
 local defaults = require "rctasks.defaults"
 local env = require "rctasks.env"
 local executor = require "rctasks.executor"
+local guard = require "rctasks.guard"
+local journal = require "rctasks.journal"
 local limiter = require "rctasks.limiter"
 local poll = require "rctasks.poll"
+local resource = require "rctasks.resource"
 local retry = require "rctasks.retry"
 local url = require "rctasks.url"
 local workflow = require "rctasks.workflow"
@@ -29,7 +32,7 @@ local state = setmetatable({}, { __mode = "k" }) -- client -> { exec =, policy =
 local NEW = { api_key = "string", secret_key = "string", base_url = "string", timeout = "positive",
               connect_timeout = "positive", ca_file = "string", max_body = "count", transport = "any",
               sleep = "function", now = "function", retry = "any", limiter = "any", redis = "any",
-              store = "any", on_event = "function" }
+              store = "any", on_event = "function", journal = "any", guard = "boolean" }
 local WAIT = { timeout = "number", interval = "number", max_interval = "number", backoff = "factor",
                jitter = "number", on_update = "function" }
 
@@ -44,10 +47,13 @@ local WAIT_READY = with_wait({ statuses = "statuses", fail = "statuses", grace =
 local WAIT_GONE = with_wait({ fail = "statuses" })
 local WAIT_STATUS = with_wait({ statuses = "statuses", fail = "statuses" })
 local RUN = with_wait({ resource = "path", ready = "ready", grace = "number", fail = "statuses",
-                        settle = "count", gone = "boolean" })
-local PIPELINE = with_wait({ on_progress = "function", grace = "number" })
+                        settle = "count", gone = "boolean", key = "key", adopt = "boolean",
+                        on_guard = "function" })
+local PIPELINE = with_wait({ on_progress = "function", grace = "number", key = "key", adopt = "boolean",
+                             on_guard = "function" })
 local STEP = { name = "string", method = "string", path = "any", body = "any", timeout = "number",
-               ready = "ready", fail = "statuses", resource = "path", grace = "number", gone = "boolean" }
+               ready = "ready", fail = "statuses", resource = "path", grace = "number", gone = "boolean",
+               adopt = "boolean" }
 
 -- Checked options over the wait defaults.
 local function wait_options(opts, schema, what)
@@ -83,6 +89,25 @@ local function make_store(opts)
     check.fail("rctasks.new: option 'store' must be a coordination store (rctasks.store.*)")
   end
   return st
+end
+
+-- The journal's store: a file path (store/file.lua), true (the coordination store: Redis, or the
+-- shared dict inside nginx), or a store value; nil: no journal.
+local function make_journal_store(spec, store)
+  if spec == nil or spec == false then return nil end
+  if spec == true then
+    if not store then check.fail("rctasks.new: journal = true needs a coordination store (`store` or `redis`)") end
+    return store
+  end
+  if type(spec) == "string" then
+    local st, err = require("rctasks.store.file").new(spec)
+    if not st then check.fail("rctasks.new: option 'journal': " .. tostring(err)) end
+    return st
+  end
+  if type(spec) ~= "table" or type(spec.lease) ~= "function" or type(spec.keys) ~= "function" then
+    check.fail("rctasks.new: option 'journal' must be a file path, true or a store (rctasks.store.*)")
+  end
+  return spec
 end
 
 -- nil: this process's own budget, or the store's when it is shared. A table: limiter options; with
@@ -149,7 +174,14 @@ function M.new(opts)
   local shared = store and store.shared and { notify = notify, board = board.new(store, account,
     { lease = defaults.wait.max_interval + defaults.wait.lease_margin, margin = defaults.wait.lease_margin,
       scrub = exec.redact }) } or nil
-  state[self] = { exec = exec, policy = make_policy(opts.retry), shared = shared, store = store, account = account }
+  local jstore = make_journal_store(opts.journal, store)
+  -- the journal's store also holds the locks: one run per key, one change per subscription
+  local locks = jstore and guard.new(jstore, account, notify)
+  local on = opts.guard
+  if on == nil then on = jstore ~= nil end
+  state[self] = { exec = exec, policy = make_policy(opts.retry), shared = shared, store = store, account = account,
+                  journal = jstore and journal.new(jstore, account, exec.redact), locks = locks,
+                  guard = on and (locks or guard.new(store or require("rctasks.store.memory").new(), account, notify)) }
   return self
 end
 
@@ -160,6 +192,16 @@ local function open(self, o)
   if not s or s.exec:closed() then check.fail("rctasks: client is closed") end
   if o then o.shared = s.shared end
   return s.exec, s.policy
+end
+
+-- A run's or a pipeline's options get the client's journal, locks and guard; a key needs a journal.
+local function workflow_options(self, o, what)
+  local s = state[self]
+  if o.key and not s.journal then
+    check.fail(what .. ": option 'key' needs a journal (rctasks.new{ journal = \"path/to/file\" })")
+  end
+  o.journal, o.locks, o.guard = s.journal, s.locks, s.guard
+  return o
 end
 
 -- An error on its way out loses every key, at any depth, and its long strings are cut.
@@ -218,7 +260,7 @@ end
 function Client:request(method, path, body)
   body = check.request(method, path, body)
   local exec, policy = open(self)
-  return out(exec, workflow.request(exec, policy, method, path, body))
+  return out(exec, resource.request(exec, policy, method, path, body))
 end
 
 -- client:submit(method, path, body) -> the task the API answered with (any 2xx) | nil, err. For
@@ -227,7 +269,7 @@ end
 function Client:submit(method, path, body)
   body = check.request(method, path, body)
   local exec, policy = open(self)
-  return out(exec, workflow.submit(exec, policy, method, path, body))
+  return out(exec, resource.submit(exec, policy, method, path, body))
 end
 
 -- client:run(method, path, body, opts) -> final task, resource | nil, err. Submits, waits for the
@@ -244,7 +286,9 @@ function Client:run(method, path, body, opts)
   body = check.request(method, path, body)
   local o = wait_options(opts, RUN, "rctasks.run")
   local exec, policy = open(self, o)
-  return out(exec, workflow.run(exec, policy, method, path, body, o))
+  workflow_options(self, o, "rctasks.run")
+  local final, res = workflow.run(exec, policy, method, path, body, o)
+  return out(exec, final, res)
 end
 
 -- client:wait_ready(path, opts) -> the resource once its status is ready | nil, err: kind "task"
@@ -258,7 +302,7 @@ function Client:wait_ready(path, opts)
   check.path(path)
   local o = wait_options(opts, WAIT_READY, "rctasks.wait_ready")
   local exec, policy = open(self, o)
-  return out(exec, workflow.wait_ready(exec, policy, path, o))
+  return out(exec, resource.wait_ready(exec, policy, path, o))
 end
 
 -- client:wait_gone(path, opts) -> true once the resource answers 404 (or reads "deleted") | nil,
@@ -268,7 +312,7 @@ function Client:wait_gone(path, opts)
   check.path(path)
   local o = wait_options(opts, WAIT_GONE, "rctasks.wait_gone")
   local exec, policy = open(self, o)
-  return out(exec, workflow.wait_gone(exec, policy, path, o))
+  return out(exec, resource.wait_gone(exec, policy, path, o))
 end
 
 -- client:wait_status(path, opts) -> the resource a status GET reports (an import's, a backup's)
@@ -279,7 +323,7 @@ function Client:wait_status(path, opts)
   check.path(path)
   local o = wait_options(opts, WAIT_STATUS, "rctasks.wait_status")
   local exec, policy = open(self, o)
-  return out(exec, workflow.wait_status(exec, policy, path, o))
+  return out(exec, resource.wait_status(exec, policy, path, o))
 end
 
 -- Static parts are checked before anything is sent: a typo in step 3 must not surface after
@@ -316,6 +360,7 @@ function Client:pipeline(steps, opts)
   check_steps(steps)
   local o = wait_options(opts, PIPELINE, "rctasks.pipeline")
   local exec, policy = open(self, o)
+  workflow_options(self, o, "rctasks.pipeline")
   return out(exec, workflow.pipeline(exec, policy, steps, o))
 end
 

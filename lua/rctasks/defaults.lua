@@ -40,6 +40,19 @@ return {
   -- Background waits (rctasks.background): a record stays the wait's timeout plus this long.
   record_keep = 86400,
 
+  -- The subscription guard (rctasks.guard): a lease outlives the change's longest poll sleep.
+  guard = {
+    ttl = 90,                      -- seconds a lease lasts unless renewed (every poll round renews it)
+    first_wait = 0.5,              -- first wait for a lease another script holds, doubling
+    max_wait = 5,                  -- longest wait between tries for the lease
+  },
+
+  -- The journal (rctasks.journal): the crash window between sending a create and recording its task.
+  journal = {
+    lag = 15,                      -- seconds a new task may take to appear in GET /tasks
+    skew = 120,                    -- seconds the API's clock may be behind this host's
+  },
+
   -- The command line's watch.
   watch = { interval = 5, limit = 20 },
 

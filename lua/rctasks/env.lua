@@ -23,6 +23,15 @@ function M.log(msg)
   if ngx then ngx.log(ngx.WARN, "rctasks: ", msg) else io.stderr:write("rctasks: ", msg, "\n") end
 end
 
+-- A name no other process or host will pick: 16 hex digits from /dev/urandom (leases' owners).
+function M.unique()
+  local f = io.open("/dev/urandom", "rb")
+  local b = f and f:read(8)
+  if f then f:close() end
+  b = b or (tostring({}) .. os.clock() .. os.time()):sub(-8)
+  return (b:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
 -- notifier(sink) -> function(kind, message): passes a change of state of `kind` to
 -- sink(kind, message) once: the message when something starts failing, then (message nil) a
 -- "works again" when it recovers. Repeats of the same state say nothing.

@@ -101,7 +101,8 @@ function Executor:budget(req, deadline)
   local hold = limiter:acquire(self.now())
   while hold > 0 do
     if deadline and self.now() + hold > deadline then
-      return errors.timeout("request budget exhausted before the deadline", { method = req.method, url = req.url })
+      return errors.timeout("request budget exhausted before the deadline",
+        { method = req.method, url = req.url, unsent = true })
     end
     self:sleep(hold)
     hold = limiter:acquire(self.now())
@@ -129,7 +130,7 @@ function Executor:call(method, path, body, decode, policy, deadline)
     if deadline then
       local left = deadline - self.now()
       if left <= 0 then
-        return nil, errors.timeout("deadline reached", { method = method, url = req.url })
+        return nil, errors.timeout("deadline reached", { method = method, url = req.url, unsent = true })
       end
       req.timeout = math.min(self.timeout, left)
     end

@@ -31,34 +31,50 @@ local PSC_ENDPOINT = { ready = { "active" }, failed = { "failed", "rejected" }, 
 -- `key` is the id) or { task = template, field =, key = } (a GET that answers with a task whose
 -- response.resource holds the resource, or its `field` the elements); id, where a finished create
 -- names the new resource (default response.resourceId); the status words; settle, how many polls
--- in a row must see it ready (the API flips some between active and pending after a change).
+-- in a row must see it ready (the API flips some between active and pending after a change);
+-- command, the commandType of a create's task; listed, where resources are found by the name a
+-- create gives them: { list = template, field = path to the elements (an array on the way is
+-- its first element), id = the element's id field } (adoption and the journal's crash window).
 M.ROWS = {
-  { name = "subscription", item = "/subscriptions/{id}", statuses = {
+  { name = "subscription", item = "/subscriptions/{id}", command = "subscriptionCreateRequest",
+    listed = { list = "/subscriptions", field = { "subscriptions" }, id = "id" }, statuses = {
       -- with customer-managed keys a subscription stops here until the key is granted
       ready = { "active", "encryption_key_pending" }, pending = { "pending" }, failed = { "error" },
       gone = { "deleting" } } },
-  { name = "database", item = "/subscriptions/{sid}/databases/{id}", statuses = DB, parent = "subscription" },
-  { name = "fixedSubscription", item = "/fixed/subscriptions/{id}", statuses = STD },
+  { name = "database", item = "/subscriptions/{sid}/databases/{id}", statuses = DB, parent = "subscription",
+    command = "databaseCreateRequest",
+    listed = { list = "/subscriptions/{sid}/databases", field = { "subscription", "databases" }, id = "databaseId" } },
+  { name = "fixedSubscription", item = "/fixed/subscriptions/{id}", statuses = STD,
+    command = "fixedSubscriptionCreateRequest",
+    listed = { list = "/fixed/subscriptions", field = { "subscriptions" }, id = "id" } },
   { name = "fixedDatabase", item = "/fixed/subscriptions/{sid}/databases/{id}", statuses = DB,
-    parent = "fixedSubscription" },
-  { name = "aclRedisRule", item = "/acl/redisRules/{id}", statuses = STD,
+    parent = "fixedSubscription", command = "fixedDatabaseCreateRequest",
+    listed = { list = "/fixed/subscriptions/{sid}/databases", field = { "subscription", "databases" },
+              id = "databaseId" } },
+  { name = "aclRedisRule", item = "/acl/redisRules/{id}", statuses = STD, command = "aclRedisRuleCreateRequest",
+    listed = { list = "/acl/redisRules", field = { "redisRules" }, id = "id" },
     read = { list = "/acl/redisRules", field = "redisRules", key = "id" } },
-  { name = "aclRole", item = "/acl/roles/{id}", statuses = STD, settle = 2,
+  { name = "aclRole", item = "/acl/roles/{id}", statuses = STD, settle = 2, command = "aclRoleCreateRequest",
+    listed = { list = "/acl/roles", field = { "roles" }, id = "id" },
     read = { list = "/acl/roles", field = "roles", key = "id" } },
-  { name = "aclUser", item = "/acl/users/{id}", statuses = STD, settle = 2 },
+  { name = "aclUser", item = "/acl/users/{id}", statuses = STD, settle = 2, command = "aclUserCreateRequest",
+    listed = { list = "/acl/users", field = { "users" }, id = "id" } },
   { name = "user", item = "/users/{id}", statuses = STD },
-  { name = "cloudAccount", item = "/cloud-accounts/{id}", statuses = {
+  { name = "cloudAccount", item = "/cloud-accounts/{id}", command = "cloudAccountCreateRequest",
+    listed = { list = "/cloud-accounts", field = { "cloudAccounts" }, id = "id" }, statuses = {
       ready = { "active" }, failed = { "active-error" }, gone = { "deleted" },
       pending = { "draft", "pending", "change-draft", "change-pending", "delete-draft" } } },
-  { name = "peering", item = "/subscriptions/{sid}/peerings/{id}", statuses = {
+  { name = "peering", item = "/subscriptions/{sid}/peerings/{id}", command = "peeringCreateRequest", statuses = {
       ready = { "active", "inactive", "pending-acceptance" }, pending = { "initiating-request" },
       failed = { "failed" } },
     read = { task = "/subscriptions/{sid}/peerings", field = "peerings", key = "vpcPeeringId" } },
-  { name = "activeActivePeering", item = "/subscriptions/{sid}/regions/peerings/{id}", statuses = {
+  { name = "activeActivePeering", item = "/subscriptions/{sid}/regions/peerings/{id}",
+    command = "activeActiveVpcPeeringCreateRequest", statuses = {
       ready = { "active", "inactive", "pending-acceptance" }, pending = { "initiating-request" },
       failed = { "failed" } },
     read = { task = "/subscriptions/{sid}/regions/peerings", field = "peerings", key = "vpcPeeringId" } },
-  { name = "transitGateway", item = "/subscriptions/{sid}/transitGateways/{id}/attachment", statuses = {
+  { name = "transitGateway", item = "/subscriptions/{sid}/transitGateways/{id}/attachment",
+    command = "tgwAttachmentCreateRequest", statuses = {
       ready = { "available" }, failed = { "failed", "rejected" }, gone = { "deleted" },
       pending = { "initiating-request", "pending", "pendingAcceptance", "modifying", "deleting", "rejecting",
                   "failing", "rollingBack", "provisioning" } },
@@ -91,7 +107,8 @@ M.ROWS = {
   { name = "activeActivePrivateLink", item = "/subscriptions/{sid}/regions/{rid}/private-link", statuses = {
       ready = { "active" }, pending = { "initializing" }, failed = { "failed" }, gone = { "deleting" } },
     read = { task = "/subscriptions/{sid}/regions/{rid}/private-link" } },
-  { name = "costReport", item = "/cost-report/{id*}", statuses = {}, id = { "resource", "costReportId" } },
+  { name = "costReport", item = "/cost-report/{id*}", statuses = {}, id = { "resource", "costReportId" },
+    command = "costReportCreateRequest" },
 }
 
 -- GETs that answer with a task whose response.resource is the answer: status reads, whose
@@ -294,6 +311,45 @@ function M.read(exec, policy, at, deadline, o)
   return r
 end
 
+------------------------------------------------------------------------------------------------
+-- Finding a resource by name: named(exec, policy, f, values, name, deadline) -> item path, element
+-- | false (none has it) | nil, err. Two with the name is a conflict: adoption must not guess.
+
+local function elements(holder, field)
+  local v = holder
+  for _, k in ipairs(field) do
+    if type(v) ~= "table" then return nil end
+    if v[1] ~= nil then v = v[1] end -- the API wraps some lists in a one-element array
+    v = type(v) == "table" and v[k] or nil
+  end
+  return type(v) == "table" and v or nil
+end
+
+function M.named(exec, policy, f, values, name, deadline)
+  local n = f.listed
+  local list_path = fill(n.list, values)
+  if not list_path then return false end
+  local holder, err = exec:call("GET", list_path, nil, decode_any, policy, deadline)
+  if holder == nil then
+    if err.status == 404 then return false end -- no list (the subscription is not there): no such resource
+    return nil, err
+  end
+  local hit, hits = nil, 0
+  for _, e in ipairs(elements(holder, n.field) or {}) do
+    if type(e) == "table" and e.name == name and url.segment(e[n.id]) then hit, hits = e, hits + 1 end
+  end
+  if hits == 0 then return false end
+  if hits > 1 then
+    return nil, errors.new("conflict", { message = string.format("%d resources in %s are named %q: "
+      .. "rctasks will not pick one", hits, list_path, name), method = "GET", url = exec.base_url .. list_path })
+  end
+  local v = {}
+  for k, x in pairs(values) do v[k] = x end
+  v.id = url.segment(hit[n.id])
+  return fill(f.item, v), hit
+end
+
 M.decode_any = decode_any
+M.set_of = set_of
 
 return M

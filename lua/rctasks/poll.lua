@@ -64,7 +64,8 @@ local function failure(w, err, now, policy)
 end
 
 -- run(exec, policy, o, deadline, watches, batch, hooks): poll every watch until it is done or the
--- deadline comes. o: the wait options (interval, backoff, max_interval, jitter).
+-- deadline comes. o: the wait options (interval, backoff, max_interval, jitter; on_round(), called
+-- before each sleep: the subscription guard renews its lease there).
 -- batch(exec, deadline, pending) -> seen, covered, fresh | nil (no batch this round) | nil, err:
 -- one request (wait_all's GET /tasks) or the board (another caller's poll) may observe many
 -- watches: seen[w.id] is a value or an error for that watch, covered[w.id] true when the watch
@@ -146,6 +147,7 @@ function M.run(exec, policy, o, deadline, watches, batch, hooks)
     local d = next_delay(hint)
     for _, r in ipairs(retries) do policy:report(r[1], d, r[2]) end
     if hooks.pause then d = hooks.pause(d) end
+    if o.on_round then o.on_round() end
     exec:sleep(d, deadline)
   end
   for _, w in ipairs(pending) do
