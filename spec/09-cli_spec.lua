@@ -56,7 +56,7 @@ describe("rctasks CLI", function()
     assert.equal(0, rc)
     assert.matches("usage: rctasks <command>", out, 1, true)
     assert.matches("REDISCLOUD_ACCESS_KEY", out, 1, true)
-    for _, cmd in ipairs({ "list", "get", "wait", "watch" }) do
+    for _, cmd in ipairs({ "list", "get", "wait", "watch", "journal" }) do
       local rc2, out2 = rctasks(cmd .. " --help")
       assert.equal(0, rc2)
       assert.matches("usage: rctasks " .. cmd, out2, 1, true)
@@ -319,6 +319,85 @@ describe("rctasks CLI", function()
     local rc, out = sh("sh -c " .. quote("cd / && " .. LUA .. " " .. quote(ROOT .. "/bin/rctasks") .. " --version"))
     assert.equal(0, rc)
     assert.matches("^rctasks %S+\n$", out)
+  end)
+end)
+
+describe("rctasks journal", function()
+  -- A journal as runs leave it: written through the library, as scripts write it.
+  local function journal_file(records)
+    local path = os.tmpname()
+    local jmod = require "rctasks.journal"
+    local J = jmod.new(assert(require("rctasks.store.file").new(path)), require("rctasks.core").sha256("k"))
+    for key, rec in pairs(records) do assert(J:put(key, rec)) end
+    return path
+  end
+
+  it("shows each key's state, request, task and resource, marks what is in flight, and the locks", function()
+    local path = journal_file({
+      ["prod/sub"] = { state = "completed", method = "POST", path = "/subscriptions", task = "t-1",
+                       resource = "/subscriptions/100001", id = 100001 },
+      ["prod/cache"] = { state = "submitted", method = "POST", path = "/subscriptions/100001/databases",
+                         task = "t-2" },
+      ["prod/rule"] = { state = "failed", method = "POST", path = "/acl/redisRules",
+                        error = "task failed: 400 BAD_REQUEST - ACL_REDIS_RULE_PATTERN_NOT_VALID: \27]0;owned\7" },
+    })
+    local st = require("rctasks.store.file").new(path)
+    assert(st:lease("rct:" .. require("rctasks.core").sha256("k") .. ":g:/subscriptions/100001", "x", 60))
+    local rc, out, err = rctasks("journal " .. quote(path))
+    assert.equal(0, rc)
+    assert.equal("", err)
+    local l = lines(out)
+    assert.matches("^KEY +STATE +REQUEST +TASK +RESOURCE +WRITTEN +BY$", l[1])
+    assert.matches("^prod/cache +submitted %* +POST /subscriptions/100001/databases +t%-2 ", l[2])
+    assert.matches("^prod/rule +failed +POST /acl/redisRules +%- +%- ", l[3])
+    assert.matches("^prod/sub +completed +POST /subscriptions +t%-1 +/subscriptions/100001 +%d+s ago", l[4])
+    assert.equal("  prod/rule: task failed: 400 BAD_REQUEST - ACL_REDIS_RULE_PATTERN_NOT_VALID: ?]0;owned?", l[5])
+    assert.equal("3 records: 1 in flight (*: 0 submitting, 1 submitted), 1 completed, 1 failed", l[6])
+    assert.equal("lock held: /subscriptions/100001", l[7])
+    assert.is_nil(out:find("\27", 1, true))
+  end)
+
+  it("reads a journal cut mid-record or holding garbage up to its last whole record, with one warning", function()
+    local path = journal_file({ ["a"] = { state = "completed", method = "DELETE", path = "/acl/roles/7" } })
+    local f = assert(io.open(path, "ab"))
+    f:write("\0\255 not json\n", '{"k":"rct:', ("x"):rep(40)) -- garbage, then a record cut short
+    f:close()
+    local rc, out, err = rctasks("journal " .. quote(path))
+    assert.equal(0, rc)
+    assert.matches("^a +completed +DELETE /acl/roles/7", lines(out)[2])
+    assert.matches("1 records: 0 in flight", out, 1, true)
+    assert.equal(1, #lines(err))
+    assert.matches("2 unreadable line%(s%), skipped .* read up to the last whole record", err)
+  end)
+
+  it("forgets a key, prints JSON, and says what is wrong with a missing file", function()
+    local path = journal_file({ ["x/y"] = { state = "submitting", method = "POST", path = "/acl/redisRules" },
+                                ["z"] = { state = "completed", method = "POST", path = "/acl/roles" } })
+    local rc, out = rctasks("journal " .. quote(path) .. " --json")
+    assert.equal(0, rc)
+    local v = assert(require("cjson").decode(out))
+    assert.equal(2, #v.records)
+    assert.equal("x/y", v.records[1].key)
+    assert.equal("submitting", v.records[1].state)
+    assert.equal(12, #v.records[1].account)
+    rc, out = rctasks("journal " .. quote(path) .. " --forget x/y")
+    assert.equal(0, rc)
+    assert.equal("forgot x/y\n", out)
+    rc, out = rctasks("journal " .. quote(path))
+    assert.matches("1 records: 0 in flight", out, 1, true)
+    local err
+    rc, _, err = rctasks("journal " .. quote(path) .. " --forget nope")
+    assert.equal(2, rc)
+    assert.matches("no record of key 'nope'", err, 1, true)
+    rc, _, err = rctasks("journal /nonexistent/journal")
+    assert.equal(2, rc)
+    assert.matches("cannot open journal '/nonexistent/journal'", err, 1, true)
+    rc, _, err = sh("env -u RCTASKS_JOURNAL " .. LUA .. " bin/rctasks journal")
+    assert.equal(2, rc)
+    assert.matches("name a journal FILE (or set RCTASKS_JOURNAL)", err, 1, true)
+    rc, out = sh("RCTASKS_JOURNAL=" .. quote(path) .. " " .. LUA .. " bin/rctasks journal")
+    assert.equal(0, rc)
+    assert.matches("^z +completed", lines(out)[2])
   end)
 end)
 

@@ -3,6 +3,7 @@
 --   rctasks get ID [--json]
 --   rctasks wait ID [--timeout S] [--interval S] [--max-interval S] [--json]
 --   rctasks watch [--interval S] [--count N] [--status S] [--limit N]
+--   rctasks journal [FILE] [--forget KEY] [--json]
 -- Credentials come from the environment only (arguments show in `ps`). Exit codes: 0 success,
 -- 1 task failed, 2 usage error, 3 timeout, 4 API or network error.
 local cjson = require("cjson").new() -- a private instance: settings here never leak into the caller's
@@ -10,6 +11,7 @@ local rctasks = require "rctasks"
 local check = require "rctasks.check"
 local core = require "rctasks.core"
 local defaults = require "rctasks.defaults"
+local journal = require "rctasks.journal"
 local taskmod = require "rctasks.task"
 
 cjson.encode_invalid_numbers("null") -- a task holding 1e400 still prints (as null)
@@ -30,6 +32,7 @@ commands:
   get      show one task
   wait     wait for a task to end
   watch    refresh a list of recent tasks every few seconds
+  journal  show what a journal file holds: keyed operations, those in flight, locks held
   help     show help for a command
 
 Run `rctasks <command> --help` for its options.
@@ -38,6 +41,7 @@ environment (credentials are never taken from arguments):
   REDISCLOUD_ACCESS_KEY   account API key (x-api-key)
   REDISCLOUD_SECRET_KEY   user API key (x-api-secret-key)
   REDISCLOUD_URL          API base URL (default https://api.redislabs.com/v1)
+  RCTASKS_JOURNAL         the journal file `rctasks journal` reads when none is named
 
 exit codes: 0 success, 1 task failed, 2 usage error, 3 timeout, 4 API or network error
 ]],
@@ -80,6 +84,18 @@ N times with --count.
   --status S     only tasks whose status is S
   --limit N      at most N tasks (default @limit@)
 ]],
+  journal = [[
+usage: rctasks journal [FILE] [--forget KEY] [--json]
+
+Show what a journal file (rctasks.new{ journal = FILE }) holds: each operation key, its state
+(submitting: sent or about to be, answer not recorded; submitted: its task is in flight;
+completed; failed: a rerun sends it again), its request, task and resource, and the locks
+scripts hold on subscriptions and keys. Reads the file only: no credentials, no API request.
+FILE defaults to $RCTASKS_JOURNAL.
+
+  --forget KEY   drop KEY's record, so that the next run sends its request afresh
+  --json         one JSON array of records
+]],
 }
 
 -- The defaults the usage texts name come from rctasks.defaults.
@@ -93,8 +109,9 @@ local SPECS = {
   get = { json = "flag" },
   wait = { timeout = "number", interval = "number", ["max-interval"] = "number", json = "flag" },
   watch = { interval = "number", count = "count", status = "string", limit = "count" },
+  journal = { forget = "string", json = "flag" },
 }
-local POSITIONAL = { list = 0, get = 1, wait = 1, watch = 0 }
+local POSITIONAL = { list = 0, get = 1, wait = 1, watch = 0, journal = { 0, 1 } }
 
 ------------------------------------------------------------------------------------------------
 -- Output. Everything a server sent goes through `show` (or `json`) before it is printed: the
@@ -164,8 +181,11 @@ local function parse(cmd, argv, first)
     end
     i = i + 1
   end
-  if not opts.help and #pos ~= POSITIONAL[cmd] then
-    if POSITIONAL[cmd] == 0 then return nil, "unexpected argument '" .. pos[1] .. "'" end
+  local want = POSITIONAL[cmd]
+  if type(want) == "table" then
+    if not opts.help and #pos > want[2] then return nil, "too many arguments" end
+  elseif not opts.help and #pos ~= want then
+    if want == 0 then return nil, "unexpected argument '" .. pos[1] .. "'" end
     return nil, #pos == 0 and "missing task ID" or "too many arguments"
   end
   return opts, pos
@@ -376,6 +396,85 @@ function commands.watch(env, client, p, opts)
 end
 
 ------------------------------------------------------------------------------------------------
+-- rctasks journal: the file only, no client.
+
+local function age(at, now)
+  if type(at) ~= "number" then return "-" end
+  local d = math.floor(math.max(0, now - at))
+  if d < 120 then return string.format("%ds ago", d) end
+  if d < 7200 then return string.format("%dm ago", math.floor(d / 60)) end
+  if d < 172800 then return string.format("%dh ago", math.floor(d / 3600)) end
+  return string.format("%dd ago", math.floor(d / 86400))
+end
+
+local IN_FLIGHT = { submitting = true, submitted = true }
+
+local function journal_command(env, opts, pos)
+  local path = pos[1] or env.getenv("RCTASKS_JOURNAL")
+  if not path then return usage_error(env, "journal", "name a journal FILE (or set RCTASKS_JOURNAL)") end
+  local f = io.open(path, "rb")
+  if not f then return usage_error(env, "journal", "cannot open journal '" .. path .. "'") end
+  f:close()
+  local store = assert(require("rctasks.store.file").new{ path = path,
+    warn = function(msg) env.stderr:write("rctasks: ", neutral(msg), "\n") end })
+  local records, damaged = journal.all(store)
+  if not records then
+    return usage_error(env, "journal", "cannot read journal '" .. path .. "': " .. tostring(damaged))
+  end
+  if opts.forget then
+    local n = 0
+    for _, r in ipairs(records) do
+      if r.key == opts.forget then
+        local ok, err = journal.new(store, r.account):forget(r.key)
+        if not ok then env.stderr:write("rctasks: ", neutral(tostring(err)), "\n"); return EXIT.api end
+        n = n + 1
+      end
+    end
+    if n == 0 then return usage_error(env, "journal", "no record of key '" .. opts.forget .. "'") end
+    env.stdout:write("forgot ", neutral(opts.forget), "\n")
+    return EXIT.ok
+  end
+  local locks = {}
+  for _, k in ipairs(store:keys("rct:") or {}) do
+    local what = k:match("^rct:%x+:g:(.+)$")
+    if what then locks[#locks + 1] = what:gsub("^k:", "key ") end
+  end
+  if opts.json then
+    local list = {}
+    for i, r in ipairs(records) do
+      local rec = r.record
+      list[i] = { account = r.account:sub(1, 12), key = r.key, state = rec.state, method = rec.method,
+                  path = rec.path, task = rec.task, resource = rec.resource, id = rec.id, at = rec.at,
+                  by = rec.by, error = rec.error }
+    end
+    local _, json = printers({ redact = function(_, x) return x end })
+    return print_json(env, json, { records = list, locks = locks })
+  end
+  local now, counts = core.time(), { submitting = 0, submitted = 0, completed = 0, failed = 0 }
+  local rows = { { "KEY", "STATE", "REQUEST", "TASK", "RESOURCE", "WRITTEN", "BY" } }
+  for _, r in ipairs(records) do
+    local rec = r.record
+    counts[rec.state] = counts[rec.state] + 1
+    local function c(v) return cell(v == nil and "-" or neutral(tostring(v))) end
+    rows[#rows + 1] = { c(r.key), c(rec.state .. (IN_FLIGHT[rec.state] and " *" or "")),
+                        c(rec.method .. " " .. rec.path), c(rec.task), c(rec.resource), age(rec.at, now),
+                        c(rec.by) }
+  end
+  local out = { #records == 0 and "no records\n" or table_text(rows) }
+  for _, r in ipairs(records) do
+    local e = r.record.error
+    if e then out[#out + 1] = "  " .. cell(neutral(r.key)) .. ": " .. cell(neutral(e)) .. "\n" end
+  end
+  out[#out + 1] = string.format(
+    "%d records: %d in flight (*: %d submitting, %d submitted), %d completed, %d failed\n", #records,
+    counts.submitting + counts.submitted, counts.submitting, counts.submitted, counts.completed, counts.failed)
+  if damaged > 0 then out[#out + 1] = damaged .. " damaged records skipped\n" end
+  for _, l in ipairs(locks) do out[#out + 1] = "lock held: " .. cell(neutral(l)) .. "\n" end
+  env.stdout:write(table.concat(out))
+  return EXIT.ok
+end
+
+------------------------------------------------------------------------------------------------
 
 local function isatty()
   local r = os.execute("test -t 1") -- the shell inherits our stdout
@@ -424,10 +523,11 @@ local function run(argv, env)
     env.stdout:write(USAGE[topic])
     return EXIT.ok
   end
-  if not commands[cmd] then return usage_error(env, nil, "unknown command '" .. cmd .. "'") end
+  if not commands[cmd] and cmd ~= "journal" then return usage_error(env, nil, "unknown command '" .. cmd .. "'") end
   local opts, pos = parse(cmd, argv, 2)
   if not opts then return usage_error(env, cmd, pos) end
   if opts.help then env.stdout:write(USAGE[cmd]); return EXIT.ok end
+  if cmd == "journal" then return journal_command(env, opts, pos) end
   local id = pos[1]
   if id and not check.is_task_id(id) then
     return usage_error(env, cmd, "invalid task ID (expected a UUID such as 784299af-17ea-4ed6-b08f-dd643238c8dd)")
@@ -447,13 +547,14 @@ local function run(argv, env)
   return rc
 end
 
--- main(argv, env) -> exit code. env (optional): stdout, stderr, isatty, now, sleep. Never raises:
+-- main(argv, env) -> exit code. env (optional): stdout, stderr, isatty, now, sleep, getenv. Never raises:
 -- an internal failure is one line on stderr and exit 4, never a traceback.
 function M.main(argv, env)
   env = env or {}
   env.stdout, env.stderr = env.stdout or io.stdout, env.stderr or io.stderr
   env.isatty = env.isatty or isatty
   env.now, env.sleep = env.now or core.now, env.sleep or core.sleep
+  env.getenv = env.getenv or require("rctasks.env").getenv
   local ok, rc = pcall(run, argv or {}, env)
   if ok then return rc end
   env.stderr:write("rctasks: internal error: ", neutral(tostring(rc)):sub(1, 500), "\n")
