@@ -387,6 +387,32 @@ describe("simulator", function()
     end)
   end)
 
+  describe("busy subscriptions and concurrent changes", function()
+    it("counts the resources that exist and those ever created, by kind", function()
+      local a = sim.account()
+      local s = sim.stats(a.key)
+      assert.same({}, s.created)
+      assert.equal(3, s.resources.acl_rule) -- the default rules exist but were never created
+      local sub = sub_of(a)
+      local spath = "/subscriptions/" .. sub
+      local dbs = {}
+      for i = 1, 2 do
+        dbs[i] = run(a, "POST", spath .. "/databases", { name = "db" .. i }).response.resourceId
+        wait_status(a, spath, "active")
+      end
+      sim.config(a.key, { outcomes = { "error" } })
+      assert.equal("processing-error", run(a, "POST", spath .. "/databases", { name = "failed" }).status)
+      run(a, "DELETE", spath .. "/databases/" .. dbs[1])
+      assert.equal(404, poll_status(a, spath .. "/databases/" .. dbs[1], function(st) return st == 404 end))
+      s = sim.stats(a.key)
+      assert.equal(1, s.resources.subscription)
+      assert.equal(1, s.created.subscription)
+      assert.equal(1, s.resources.database)
+      assert.equal(2, s.created.database)
+      assert.is_nil(s.created.acl_rule)
+    end)
+  end)
+
   describe("Essentials", function()
     it("creates a database whose task names both ids and links the resource", function()
       local a = sim.account()

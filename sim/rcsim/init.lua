@@ -5,6 +5,7 @@ local util = require "rcsim.util"
 local tasks = require "rcsim.tasks"
 local engine = require "rcsim.engine"
 local faults = require "rcsim.faults"
+local store = require "rcsim.store"
 
 local M = {}
 
@@ -193,12 +194,26 @@ local function config(a, cfg)
   return json(200, { key = a.key, accountId = a.id })
 end
 
+-- Per kind: the records that exist at `now` (visible and not gone, seeded ones included) and
+-- those a create operation made whose task has completed by `now`.
+local function census(a, now)
+  local resources, created = {}, {}
+  for kname, set in pairs(a.records) do
+    for _, r in ipairs(set.list) do
+      if store.status(r, now) and not (r.gone and now >= r.gone) then resources[kname] = (resources[kname] or 0) + 1 end
+      if r.born and now >= r.appear then created[kname] = (created[kname] or 0) + 1 end
+    end
+  end
+  return resources, created
+end
+
 local function stats_view(a)
-  local s = {}
+  local s, now = {}, ngx.now()
   for k, v in pairs(a.stats) do s[k] = v end
   s.by_route = next(a.stats.by_route) and a.stats.by_route or util.array({})
   s.faults_pending = #a.faults
   s.inflight = a.inflight
+  s.resources, s.created = census(a, now)
   return s
 end
 
