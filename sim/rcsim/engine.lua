@@ -202,7 +202,8 @@ end
 
 function EFFECT.action(ctx) return ctx.target end
 
--- Every record the path names must still be there when processing starts; then the route's
+-- Every record the path names must still be there when processing starts; then, unless config
+-- refuse_busy is off, the route's busy rule (its subscription must be settled); then the route's
 -- own refusals (check returns an error type and an additionalInfo).
 local function refusal(ctx, at)
   for _, n in ipairs(ctx.route.names) do
@@ -211,6 +212,10 @@ local function refusal(ctx, at)
   end
   local tg = ctx.target
   if ctx.route.singleton and ctx.route.op ~= "create" and tg and not store.alive(tg, at) then return tg.kind.missing end
+  if ctx.route.busy and ctx.a.cfg.refuse_busy then
+    local e = ctx.route.busy(ctx, at)
+    if e then return e end
+  end
   if ctx.route.check then return ctx.route.check(ctx, at) end
 end
 

@@ -9,10 +9,11 @@ local store = require "rcsim.store"
 
 local M = {}
 
-local DEFAULTS = { step = 0.5, lag = 0.1, rate_limit = 400, rate_window = 60, latency = 0, initialized = 0 }
+local DEFAULTS = { step = 0.5, lag = 0.1, rate_limit = 400, rate_window = 60, latency = 0, initialized = 0,
+                   refuse_busy = true }
 local CONFIG_KEYS = { step = "number", provision = "number", lag = "number", rate_limit = "number",
                       rate_window = "number", retry_after = "number", latency = "number", initialized = "number",
-                      outcomes = "table", ends = "table", secret = "string" }
+                      outcomes = "table", ends = "table", secret = "string", refuse_busy = "boolean" }
 
 local accounts = {}
 local next_account_id = 1000001
@@ -20,7 +21,7 @@ local next_account_id = 1000001
 local function account(key)
   local a = accounts[key]
   if a then return a end
-  a = { key = key, id = next_account_id, cfg = { outcomes = {}, ends = {} }, tasks = {}, records = {},
+  a = { key = key, id = next_account_id, cfg = { outcomes = {}, ends = {} }, tasks = {}, queue = {}, records = {},
         busy_until = 0, faults = {}, inflight = 0, rl_start = -math.huge, rl_count = 0,
         stats = { requests = 0, connections = 0, tls_handshakes = 0, by_route = {}, max_concurrent = 0,
                   rate_limited = 0, faults = 0 } }
@@ -207,12 +208,22 @@ local function census(a, now)
   return resources, created
 end
 
+-- Changes (queued tasks) that have ended in SUBSCRIPTION_NOT_ACTIVE by `now`.
+local function not_active(a, now)
+  local n = 0
+  for _, t in ipairs(a.queue) do
+    if t.error and t.error.type == "SUBSCRIPTION_NOT_ACTIVE" and tasks.phase(t, now) == "end" then n = n + 1 end
+  end
+  return n
+end
+
 local function stats_view(a)
   local s, now = {}, ngx.now()
   for k, v in pairs(a.stats) do s[k] = v end
   s.by_route = next(a.stats.by_route) and a.stats.by_route or util.array({})
   s.faults_pending = #a.faults
   s.inflight = a.inflight
+  s.not_active = not_active(a, now)
   s.resources, s.created = census(a, now)
   return s
 end

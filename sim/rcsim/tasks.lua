@@ -62,7 +62,10 @@ function M.create(acct, spec, now)
   t.t_progress = t.t_init + (cfg.initialized or 0)
   t.t_end = out.kind == "stuck" and math.huge or t.t_progress + cfg.step
   if out.kind == "error" then t.error, t.info = default_error(t, out) end
-  if spec.queue ~= false then acct.busy_until = t.t_end end
+  if spec.queue ~= false then
+    acct.busy_until = t.t_end
+    acct.queue[#acct.queue + 1] = t
+  end
   acct.tasks[#acct.tasks + 1] = t
   M.by_id[t.id] = t
   return t
