@@ -236,10 +236,25 @@ local function spring_missing(route, missing)
   return route.sub_missing == "spring" and (k == "subscription" or k == "region")
 end
 
+local BUSY = "Too many resources are concurrently created / updated / deleted in the account. " ..
+  "Please re-submit API requests after resource changes are completed"
+
+-- Config max_pending: a change arriving while that many wait in received gets a 429 and no task.
+local function too_busy(ctx)
+  local a, max = ctx.a, ctx.a.cfg.max_pending
+  if not max or ctx.route.op == "status" then return nil end
+  if tasks.waiting(a, ctx.now, max) < max then return nil end
+  a.stats.busy_refused = a.stats.busy_refused + 1
+  return spring(429, BUSY)
+end
+
 -- The task of a change or of a status GET; nil and the answer when the path's resource is
--- missing (a Spring 404, or a task failing with the missing kind's error).
+-- missing (a Spring 404, or a task failing with the missing kind's error) or the account has
+-- too many changes waiting (a 429).
 local function begin(ctx, missing)
   if spring_missing(ctx.route, missing) then return nil, spring(404) end
+  local busy = too_busy(ctx)
+  if busy then return nil, busy end
   local t = new_task(ctx)
   if missing then
     tasks.fail(t, errors.new(missing.kind.missing))

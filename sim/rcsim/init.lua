@@ -10,10 +10,12 @@ local store = require "rcsim.store"
 local M = {}
 
 local DEFAULTS = { step = 0.5, lag = 0.1, rate_limit = 400, rate_window = 60, latency = 0, initialized = 0,
-                   refuse_busy = true }
+                   refuse_busy = true, max_pending = 10 }
+-- "number|false": a number, or false to turn the rule off.
 local CONFIG_KEYS = { step = "number", provision = "number", lag = "number", rate_limit = "number",
                       rate_window = "number", retry_after = "number", latency = "number", initialized = "number",
-                      outcomes = "table", ends = "table", secret = "string", refuse_busy = "boolean" }
+                      outcomes = "table", ends = "table", secret = "string", refuse_busy = "boolean",
+                      max_pending = "number|false" }
 
 local accounts = {}
 local next_account_id = 1000001
@@ -24,7 +26,7 @@ local function account(key)
   a = { key = key, id = next_account_id, cfg = { outcomes = {}, ends = {} }, tasks = {}, queue = {}, records = {},
         busy_until = 0, faults = {}, inflight = 0, rl_start = -math.huge, rl_count = 0,
         stats = { requests = 0, connections = 0, tls_handshakes = 0, by_route = {}, max_concurrent = 0,
-                  rate_limited = 0, faults = 0 } }
+                  rate_limited = 0, busy_refused = 0, faults = 0 } }
   for k, v in pairs(DEFAULTS) do a.cfg[k] = v end
   next_account_id = next_account_id + 1
   accounts[key] = a
@@ -174,8 +176,10 @@ end
 
 local function config(a, cfg)
   for k, v in pairs(cfg) do
-    if not CONFIG_KEYS[k] then return spring(400, "unknown config key " .. k) end
-    if type(v) ~= CONFIG_KEYS[k] then return spring(400, "config " .. k .. " must be a " .. CONFIG_KEYS[k]) end
+    local want = CONFIG_KEYS[k]
+    if not want then return spring(400, "unknown config key " .. k) end
+    local ok = type(v) == want or (want == "number|false" and (type(v) == "number" or v == false))
+    if not ok then return spring(400, "config " .. k .. " must be a " .. want) end
     if type(v) == "number" and v < 0 then return spring(400, "config " .. k .. " must be >= 0") end
   end
   local outs = {}
@@ -223,6 +227,7 @@ local function stats_view(a)
   s.by_route = next(a.stats.by_route) and a.stats.by_route or util.array({})
   s.faults_pending = #a.faults
   s.inflight = a.inflight
+  s.waiting = tasks.waiting(a, now, math.huge)
   s.not_active = not_active(a, now)
   s.resources, s.created = census(a, now)
   return s

@@ -71,6 +71,17 @@ function M.create(acct, spec, now)
   return t
 end
 
+-- How many queued changes of the account are still in received at `now`, counting up to `limit`:
+-- their turns start in creation order, so they are the newest ones.
+function M.waiting(acct, now, limit)
+  local q, n = acct.queue, 0
+  for i = #q, 1, -1 do
+    if n >= limit or q[i].t_init <= now then break end
+    n = n + 1
+  end
+  return n
+end
+
 function M.phase(t, now)
   if now >= t.t_end then return "end" end
   if now >= t.t_progress then return "progress" end
