@@ -387,6 +387,248 @@ describe("simulator", function()
     end)
   end)
 
+  describe("busy subscriptions and concurrent changes", function()
+    local EPS = 0.01 -- the sim's clock has millisecond steps
+
+    -- Polls a task until it ends: the task, the time before the last read that found it running
+    -- and the time after the first read that found it ended (its end lies in between).
+    local function ended(a, id)
+      local before
+      for _ = 1, 500 do
+        local t0 = socket.gettime()
+        local status, t = get_json(a, "/tasks/" .. id)
+        if status == 200 and final(t) then return t, before or t0, socket.gettime() end
+        before = t0
+        socket.sleep(0.005)
+      end
+      error("task " .. id .. " never ended")
+    end
+
+    -- Polls `path` while it reads `word`: the time before the last read that still did and the
+    -- time after the first read that did not (nil, nil when the first read already did not).
+    local function reads_until(a, path, word)
+      local before
+      for _ = 1, 500 do
+        local t0 = socket.gettime()
+        local _, v = get_json(a, path)
+        if v.status ~= word then return before, before and socket.gettime() end
+        before = t0
+        socket.sleep(0.005)
+      end
+      error(path .. " kept reading " .. word)
+    end
+
+    local function fixture_error()
+      local f = assert(io.open("spec/fixtures/api-bodies/tasks/069-databaseImportStatusRequest-processing-error.json"))
+      local v = sim.decode(f:read("*a"))
+      f:close()
+      return v
+    end
+
+    it("keeps a subscription pending from a database create, update or delete until provision after it", function()
+      local a = sim.account({ provision = 0.3 })
+      local sub = sub_of(a)
+      local spath = "/subscriptions/" .. sub
+      local function change(method, path, body)
+        local _, t = call(a, method, path, body)
+        local done, lo, hi = ended(a, t.taskId)
+        assert.equal("processing-completed", done.status)
+        local before, after = reads_until(a, spath, "pending")
+        assert.is_number(before, method .. " " .. path .. ": the subscription was not pending after the task")
+        -- the subscription turned active within (before, after] and the task ended within (lo, hi]
+        assert.is_true(before - hi < 0.3 + EPS, ("pending %.3f s after the task"):format(before - hi))
+        assert.is_true(after - lo > 0.3 - EPS, ("active %.3f s after the task"):format(after - lo))
+        assert.equal("active", select(2, get_json(a, spath)).status)
+        return done
+      end
+      local db = change("POST", spath .. "/databases", { name = "db" }).response.resourceId
+      local dpath = spath .. "/databases/" .. db
+      assert.equal("active", select(2, get_json(a, dpath)).status)
+      change("PUT", dpath, { name = "renamed" })
+      change("DELETE", dpath)
+      assert.equal(404, (req(a, "GET", dpath)))
+    end)
+
+    it("queues a second database create and refuses it when its turn comes, the subscription still pending",
+      function()
+        local a = sim.account({ provision = 0.3 })
+        local sub = sub_of(a)
+        local path = "/subscriptions/" .. sub .. "/databases"
+        local _, t1 = call(a, "POST", path, { name = "one" })
+        local status, t2 = call(a, "POST", path, { name = "two" })
+        assert.equal(202, status)
+        assert.equal("received", t2.status)
+        assert.equal("active", select(2, get_json(a, "/subscriptions/" .. sub)).status) -- when it was submitted
+        local first = poll(a, t1.taskId, final)
+        assert.equal("processing-completed", first.status)
+        local second = poll(a, t2.taskId, final)
+        assert.is_true(second.timestamp > first.timestamp)
+        local real = fixture_error()
+        assert.equal("processing-error", second.status)
+        assert.equal(real.description, second.description)
+        assert.same(real.response, second.response)
+        assert.same({ "commandType", "description", "links", "response", "status", "taskId", "timestamp" },
+          sim.keys(second))
+        local s = sim.stats(a.key)
+        assert.equal(1, s.not_active)
+        assert.equal(1, s.resources.database)
+        assert.equal(1, s.created.database)
+        -- resubmitted once the subscription is active again, it goes through
+        wait_status(a, "/subscriptions/" .. sub, "active")
+        assert.equal("processing-completed", run(a, "POST", path, { name = "two" }).status)
+      end)
+
+    it("refuses changes to a subscription being created or updated, and lets them through with refuse_busy off",
+      function()
+        local a = sim.account({ provision = 0.3 })
+        local _, created = call(a, "POST", "/subscriptions", { name = "s" })
+        local sub = poll(a, created.taskId, final).response.resourceId
+        local spath = "/subscriptions/" .. sub
+        -- queued behind the create, each is processed while the new subscription provisions
+        local _, db = call(a, "POST", spath .. "/databases", { name = "db" })
+        local _, up = call(a, "PUT", spath, { name = "renamed" })
+        local _, del = call(a, "DELETE", spath)
+        for _, t in ipairs({ db, up, del }) do
+          local done = poll(a, t.taskId, final)
+          assert.equal("processing-error", done.status, done.commandType)
+          assert.equal("SUBSCRIPTION_NOT_ACTIVE", done.response.error.type, done.commandType)
+          assert.equal("403 FORBIDDEN", done.response.error.status)
+        end
+        wait_status(a, spath, "active")
+        -- an update turns it pending too: a database create right behind is refused
+        local _, up2 = call(a, "PUT", spath, { name = "again" })
+        local _, db2 = call(a, "POST", spath .. "/databases", { name = "db" })
+        assert.equal("processing-completed", poll(a, up2.taskId, final).status)
+        assert.equal("SUBSCRIPTION_NOT_ACTIVE", poll(a, db2.taskId, final).response.error.type)
+        sim.config(a.key, { refuse_busy = false })
+        local _, up3 = call(a, "PUT", spath, { name = "third" })
+        local _, db3 = call(a, "POST", spath .. "/databases", { name = "db" })
+        assert.equal("processing-completed", poll(a, up3.taskId, final).status)
+        assert.equal("processing-completed", poll(a, db3.taskId, final).status)
+      end)
+
+    it("processes a change right behind another when provisioning takes no longer than a step", function()
+      local a = sim.account() -- spec accounts: provision = step
+      local sub = sub_of(a)
+      local path = "/subscriptions/" .. sub .. "/databases"
+      local _, t1 = call(a, "POST", path, { name = "one" })
+      local _, t2 = call(a, "POST", path, { name = "two" })
+      assert.equal("processing-completed", poll(a, t1.taskId, final).status)
+      assert.equal("processing-completed", poll(a, t2.taskId, final).status)
+      assert.equal(0, sim.stats(a.key).not_active)
+    end)
+
+    it("deletes a subscription left in encryption_key_pending, where it refuses a database create", function()
+      local a = sim.account({ ends = { subscription = { "encryption_key_pending" } } })
+      local sub = run(a, "POST", "/subscriptions", { name = "cmk" }).response.resourceId
+      local spath = "/subscriptions/" .. sub
+      assert.equal("encryption_key_pending", wait_status(a, spath, "encryption_key_pending"))
+      local t = run(a, "POST", spath .. "/databases", { name = "db" })
+      assert.equal("SUBSCRIPTION_NOT_ACTIVE", t.response.error.type)
+      assert.equal("processing-completed", run(a, "DELETE", spath).status)
+      assert.equal(404, poll_status(a, spath, function(st) return st == 404 end))
+    end)
+
+    it("refuses a subscription delete queued behind the delete of its last database", function()
+      local a = sim.account({ provision = 0.3 })
+      local sub = sub_of(a)
+      local spath = "/subscriptions/" .. sub
+      local db = run(a, "POST", spath .. "/databases", { name = "db" }).response.resourceId
+      wait_status(a, spath, "active")
+      local _, d1 = call(a, "DELETE", spath .. "/databases/" .. db)
+      local _, d2 = call(a, "DELETE", spath)
+      assert.equal("processing-completed", poll(a, d1.taskId, final).status)
+      assert.equal("SUBSCRIPTION_NOT_ACTIVE", poll(a, d2.taskId, final).response.error.type)
+      assert.equal(404, poll_status(a, spath .. "/databases/" .. db, function(st) return st == 404 end))
+      wait_status(a, spath, "active")
+      assert.equal("processing-completed", run(a, "DELETE", spath).status)
+    end)
+
+    it("refuses an Essentials database create queued behind another while the subscription is pending", function()
+      local a = sim.account({ provision = 0.3 })
+      local sub = run(a, "POST", "/fixed/subscriptions", { name = "f", planId = 1 }).response.resourceId
+      wait_status(a, "/fixed/subscriptions/" .. sub, "active")
+      local path = "/fixed/subscriptions/" .. sub .. "/databases"
+      local _, t1 = call(a, "POST", path, { name = "one" })
+      local _, t2 = call(a, "POST", path, { name = "two" })
+      assert.equal("processing-completed", poll(a, t1.taskId, final).status)
+      local second = poll(a, t2.taskId, final)
+      assert.equal("SUBSCRIPTION_NOT_ACTIVE", second.response.error.type)
+      assert.equal("fixedDatabaseCreateRequest", second.commandType)
+    end)
+
+    it("answers a change 429 with the concurrency message while max_pending changes wait in received", function()
+      local a = sim.account({ max_pending = 2 })
+      sim.task(a.key, { outcome = "stuck" }) -- in progress forever: every later change waits
+      socket.sleep(0.05)
+      for i = 1, 2 do assert.equal(202, (req(a, "POST", "/subscriptions", '{"name":"w' .. i .. '"}'))) end
+      local status, body, h = req(a, "POST", "/subscriptions", '{"name":"w3"}')
+      assert.equal(429, status)
+      assert.is_nil(h["retry-after"])
+      assert.is_string(h["x-rate-limit-remaining"])
+      local e = sim.decode(body)
+      assert.same({ "error", "message", "path", "status", "timestamp" }, sim.keys(e))
+      assert.equal(429, e.status)
+      assert.equal("Too Many Requests", e.error)
+      assert.equal("Too many resources are concurrently created / updated / deleted in the account. " ..
+        "Please re-submit API requests after resource changes are completed", e.message)
+      assert.equal("/v1/subscriptions", e.path)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d", e.timestamp)
+      -- any change is refused, one naming a missing resource too; reads and status GETs are not changes
+      assert.equal(429, (req(a, "PUT", "/subscriptions/99", '{"name":"x"}')))
+      assert.equal(429, (req(a, "DELETE", "/acl/users/99")))
+      assert.equal(202, (req(a, "GET", "/subscriptions/99/cidr")))
+      assert.equal(200, (req(a, "GET", "/subscriptions")))
+      local _, list = get_json(a, "/tasks")
+      assert.equal(4, #list.tasks) -- stuck, two waiting, the status GET: no task for a refusal
+      local s = sim.stats(a.key)
+      assert.equal(3, s.busy_refused)
+      assert.equal(0, s.rate_limited)
+      assert.equal(2, s.waiting)
+      sim.config(a.key, { max_pending = false })
+      assert.equal(202, (req(a, "POST", "/subscriptions", '{"name":"w3"}')))
+      assert.equal(3, sim.stats(a.key).waiting)
+    end)
+
+    it("refuses the eleventh waiting change by default, and validates refuse_busy and max_pending", function()
+      local a = sim.account()
+      local _, cfg = get_json(a, "/sim/accounts/" .. a.key)
+      assert.equal(10, cfg.max_pending)
+      assert.is_true(cfg.refuse_busy)
+      sim.task(a.key, { outcome = "stuck" })
+      socket.sleep(0.05)
+      for i = 1, 10 do assert.equal(202, (req(a, "POST", "/subscriptions", '{"name":"w' .. i .. '"}'))) end
+      assert.equal(429, (req(a, "POST", "/subscriptions", '{"name":"w11"}')))
+      assert.has_error(function() sim.account({ max_pending = "10" }) end)
+      assert.has_error(function() sim.account({ max_pending = true }) end)
+      assert.has_error(function() sim.account({ refuse_busy = 1 }) end)
+    end)
+
+    it("counts the resources that exist and those ever created, by kind", function()
+      local a = sim.account()
+      local s = sim.stats(a.key)
+      assert.same({}, s.created)
+      assert.equal(3, s.resources.acl_rule) -- the default rules exist but were never created
+      local sub = sub_of(a)
+      local spath = "/subscriptions/" .. sub
+      local dbs = {}
+      for i = 1, 2 do
+        dbs[i] = run(a, "POST", spath .. "/databases", { name = "db" .. i }).response.resourceId
+        wait_status(a, spath, "active")
+      end
+      sim.config(a.key, { outcomes = { "error" } })
+      assert.equal("processing-error", run(a, "POST", spath .. "/databases", { name = "failed" }).status)
+      run(a, "DELETE", spath .. "/databases/" .. dbs[1])
+      assert.equal(404, poll_status(a, spath .. "/databases/" .. dbs[1], function(st) return st == 404 end))
+      s = sim.stats(a.key)
+      assert.equal(1, s.resources.subscription)
+      assert.equal(1, s.created.subscription)
+      assert.equal(1, s.resources.database)
+      assert.equal(2, s.created.database)
+      assert.is_nil(s.created.acl_rule)
+    end)
+  end)
+
   describe("Essentials", function()
     it("creates a database whose task names both ids and links the resource", function()
       local a = sim.account()

@@ -202,7 +202,8 @@ end
 
 function EFFECT.action(ctx) return ctx.target end
 
--- Every record the path names must still be there when processing starts; then the route's
+-- Every record the path names must still be there when processing starts; then, unless config
+-- refuse_busy is off, the route's busy rule (its subscription must be settled); then the route's
 -- own refusals (check returns an error type and an additionalInfo).
 local function refusal(ctx, at)
   for _, n in ipairs(ctx.route.names) do
@@ -211,6 +212,10 @@ local function refusal(ctx, at)
   end
   local tg = ctx.target
   if ctx.route.singleton and ctx.route.op ~= "create" and tg and not store.alive(tg, at) then return tg.kind.missing end
+  if ctx.route.busy and ctx.a.cfg.refuse_busy then
+    local e = ctx.route.busy(ctx, at)
+    if e then return e end
+  end
   if ctx.route.check then return ctx.route.check(ctx, at) end
 end
 
@@ -231,10 +236,25 @@ local function spring_missing(route, missing)
   return route.sub_missing == "spring" and (k == "subscription" or k == "region")
 end
 
+local BUSY = "Too many resources are concurrently created / updated / deleted in the account. " ..
+  "Please re-submit API requests after resource changes are completed"
+
+-- Config max_pending: a change arriving while that many wait in received gets a 429 and no task.
+local function too_busy(ctx)
+  local a, max = ctx.a, ctx.a.cfg.max_pending
+  if not max or ctx.route.op == "status" then return nil end
+  if tasks.waiting(a, ctx.now, max) < max then return nil end
+  a.stats.busy_refused = a.stats.busy_refused + 1
+  return spring(429, BUSY)
+end
+
 -- The task of a change or of a status GET; nil and the answer when the path's resource is
--- missing (a Spring 404, or a task failing with the missing kind's error).
+-- missing (a Spring 404, or a task failing with the missing kind's error) or the account has
+-- too many changes waiting (a 429).
 local function begin(ctx, missing)
   if spring_missing(ctx.route, missing) then return nil, spring(404) end
+  local busy = too_busy(ctx)
+  if busy then return nil, busy end
   local t = new_task(ctx)
   if missing then
     tasks.fail(t, errors.new(missing.kind.missing))

@@ -5,13 +5,17 @@ local util = require "rcsim.util"
 local tasks = require "rcsim.tasks"
 local engine = require "rcsim.engine"
 local faults = require "rcsim.faults"
+local store = require "rcsim.store"
 
 local M = {}
 
-local DEFAULTS = { step = 0.5, lag = 0.1, rate_limit = 400, rate_window = 60, latency = 0, initialized = 0 }
+local DEFAULTS = { step = 0.5, lag = 0.1, rate_limit = 400, rate_window = 60, latency = 0, initialized = 0,
+                   refuse_busy = true, max_pending = 10 }
+-- "number|false": a number, or false to turn the rule off.
 local CONFIG_KEYS = { step = "number", provision = "number", lag = "number", rate_limit = "number",
                       rate_window = "number", retry_after = "number", latency = "number", initialized = "number",
-                      outcomes = "table", ends = "table", secret = "string" }
+                      outcomes = "table", ends = "table", secret = "string", refuse_busy = "boolean",
+                      max_pending = "number|false" }
 
 local accounts = {}
 local next_account_id = 1000001
@@ -19,10 +23,10 @@ local next_account_id = 1000001
 local function account(key)
   local a = accounts[key]
   if a then return a end
-  a = { key = key, id = next_account_id, cfg = { outcomes = {}, ends = {} }, tasks = {}, records = {},
+  a = { key = key, id = next_account_id, cfg = { outcomes = {}, ends = {} }, tasks = {}, queue = {}, records = {},
         busy_until = 0, faults = {}, inflight = 0, rl_start = -math.huge, rl_count = 0,
         stats = { requests = 0, connections = 0, tls_handshakes = 0, by_route = {}, max_concurrent = 0,
-                  rate_limited = 0, faults = 0 } }
+                  rate_limited = 0, busy_refused = 0, faults = 0 } }
   for k, v in pairs(DEFAULTS) do a.cfg[k] = v end
   next_account_id = next_account_id + 1
   accounts[key] = a
@@ -172,8 +176,10 @@ end
 
 local function config(a, cfg)
   for k, v in pairs(cfg) do
-    if not CONFIG_KEYS[k] then return spring(400, "unknown config key " .. k) end
-    if type(v) ~= CONFIG_KEYS[k] then return spring(400, "config " .. k .. " must be a " .. CONFIG_KEYS[k]) end
+    local want = CONFIG_KEYS[k]
+    if not want then return spring(400, "unknown config key " .. k) end
+    local ok = type(v) == want or (want == "number|false" and (type(v) == "number" or v == false))
+    if not ok then return spring(400, "config " .. k .. " must be a " .. want) end
     if type(v) == "number" and v < 0 then return spring(400, "config " .. k .. " must be >= 0") end
   end
   local outs = {}
@@ -193,12 +199,37 @@ local function config(a, cfg)
   return json(200, { key = a.key, accountId = a.id })
 end
 
+-- Per kind: the records that exist at `now` (visible and not gone, seeded ones included) and
+-- those a create operation made whose task has completed by `now`.
+local function census(a, now)
+  local resources, created = {}, {}
+  for kname, set in pairs(a.records) do
+    for _, r in ipairs(set.list) do
+      if store.status(r, now) and not (r.gone and now >= r.gone) then resources[kname] = (resources[kname] or 0) + 1 end
+      if r.born and now >= r.appear then created[kname] = (created[kname] or 0) + 1 end
+    end
+  end
+  return resources, created
+end
+
+-- Changes (queued tasks) that have ended in SUBSCRIPTION_NOT_ACTIVE by `now`.
+local function not_active(a, now)
+  local n = 0
+  for _, t in ipairs(a.queue) do
+    if t.error and t.error.type == "SUBSCRIPTION_NOT_ACTIVE" and tasks.phase(t, now) == "end" then n = n + 1 end
+  end
+  return n
+end
+
 local function stats_view(a)
-  local s = {}
+  local s, now = {}, ngx.now()
   for k, v in pairs(a.stats) do s[k] = v end
   s.by_route = next(a.stats.by_route) and a.stats.by_route or util.array({})
   s.faults_pending = #a.faults
   s.inflight = a.inflight
+  s.waiting = tasks.waiting(a, now, math.huge)
+  s.not_active = not_active(a, now)
+  s.resources, s.created = census(a, now)
   return s
 end
 

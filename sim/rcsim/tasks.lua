@@ -62,10 +62,24 @@ function M.create(acct, spec, now)
   t.t_progress = t.t_init + (cfg.initialized or 0)
   t.t_end = out.kind == "stuck" and math.huge or t.t_progress + cfg.step
   if out.kind == "error" then t.error, t.info = default_error(t, out) end
-  if spec.queue ~= false then acct.busy_until = t.t_end end
+  if spec.queue ~= false then
+    acct.busy_until = t.t_end
+    acct.queue[#acct.queue + 1] = t
+  end
   acct.tasks[#acct.tasks + 1] = t
   M.by_id[t.id] = t
   return t
+end
+
+-- How many queued changes of the account are still in received at `now`, counting up to `limit`:
+-- their turns start in creation order, so they are the newest ones.
+function M.waiting(acct, now, limit)
+  local q, n = acct.queue, 0
+  for i = #q, 1, -1 do
+    if n >= limit or q[i].t_init <= now then break end
+    n = n + 1
+  end
+  return n
 end
 
 function M.phase(t, now)

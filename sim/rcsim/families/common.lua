@@ -55,6 +55,20 @@ local function sub_active(ctx, at)
 end
 M.sub_active = sub_active
 
+-- The busy rules of config refuse_busy (a route's `busy`). Creates and updates need the
+-- subscription active; deletes only need it out of transition, so that one left in error or
+-- encryption_key_pending can still be emptied and removed.
+M.busy_active = sub_active
+
+function M.busy_settled(ctx, at)
+  local s = ctx.of.subscription or ctx.of.fixed_subscription
+  local st, w = store.status(s, at), s.kind.words
+  if st == w.changing then return "SUBSCRIPTION_NOT_ACTIVE" end
+  for _, p in ipairs(w.pending) do
+    if st == p then return "SUBSCRIPTION_NOT_ACTIVE" end
+  end
+end
+
 function M.check_backup(ctx, at)
   local e = sub_active(ctx, at)
   if e then return e end

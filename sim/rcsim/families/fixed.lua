@@ -40,6 +40,7 @@ end
 
 local SUB = "/fixed/subscriptions/{subscriptionId}"
 local DB = SUB .. "/databases/{databaseId}"
+local ACTIVE, SETTLED = common.busy_active, common.busy_settled
 local DB_DONE = { rid = "self", aid = "sub", link = "/fixed/subscriptions/{sub}/databases/{id}" }
 
 M.routes = {
@@ -50,22 +51,22 @@ M.routes = {
     view = common.lister("fixed_subscription", "subscriptions", subscription_view, "/fixed/subscriptions") },
   { "GET", SUB, id = "getSubscriptionById_1", op = "read" },
   { "PUT", SUB, id = "updateSubscription_1", op = "update", http = 202, command = "fixedSubscriptionUpdateRequest",
-    done = { rid = "self", link = "/fixed/subscriptions/{id}" } },
+    busy = ACTIVE, done = { rid = "self", link = "/fixed/subscriptions/{id}" } },
   { "DELETE", SUB, id = "deleteSubscriptionById_1", op = "delete", http = 200,
     command = "fixedSubscriptionDeleteRequest",
-    check = pro.no_databases("fixed_database"), done = { rid = "self" } },
+    busy = SETTLED, check = pro.no_databases("fixed_database"), done = { rid = "self" } },
   { "POST", SUB .. "/databases", id = "createFixedDatabase", op = "create", kind = "fixed_database", http = 200,
-    command = "fixedDatabaseCreateRequest", done = DB_DONE },
+    command = "fixedDatabaseCreateRequest", busy = ACTIVE, done = DB_DONE },
   { "GET", SUB .. "/databases", id = "getFixedSubscriptionDatabases", op = "list",
     view = function(ctx) return common.databases_list(ctx, "fixed_database", "/fixed/subscriptions") end },
   { "GET", DB, id = "getFixedSubscriptionDatabaseByID", op = "read" },
   -- the API names this update operation deleteFixedDatabaseByID
   { "PUT", DB, id = "deleteFixedDatabaseByID", op = "update", http = 200, command = "fixedDatabaseUpdateRequest",
-    done = DB_DONE },
+    busy = ACTIVE, done = DB_DONE },
   { "DELETE", DB, id = "deleteFixedDatabaseByID_1", op = "delete", http = 200, command = "fixedDatabaseDeleteRequest",
-    done = { rid = "self", aid = "sub" } },
+    busy = SETTLED, done = { rid = "self", aid = "sub" } },
   { "POST", DB .. "/upgrade", id = "upgradeEssentialsDatabaseRedisVersion", op = "update", http = 200,
-    command = "fixedDatabaseUpgradeRedisVersionRequest", changing = "active-upgrade-pending",
+    command = "fixedDatabaseUpgradeRedisVersionRequest", changing = "active-upgrade-pending", busy = ACTIVE,
     apply = function(ctx) ctx.target.fields.redisVersion = ctx.body.targetRedisVersion or "7.4" end, done = DB_DONE },
   { "POST", DB .. "/backup", id = "backupDatabase_1", op = "action", http = 200, command = "fixedDatabaseBackupRequest",
     check = common.check_backup, apply = common.start_run("backup"), done = { rid = "self", aid = "sub" } },

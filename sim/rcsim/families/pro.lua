@@ -198,6 +198,7 @@ end
 
 local SUB = "/subscriptions/{subscriptionId}"
 local DB = SUB .. "/databases/{databaseId}"
+local ACTIVE, SETTLED = common.busy_active, common.busy_settled
 local NOT_AA = "GETTING_SINGLE_REGION_CIDR_WHITE_LIST_IS_NOT_ALLOWED_WITH_ACTIVE_ACTIVE_SUBSCRIPTION"
 
 M.routes = {
@@ -208,13 +209,15 @@ M.routes = {
     view = common.lister("subscription", "subscriptions", subscription_view, "/subscriptions") },
   { "GET", SUB, id = "getSubscriptionById", op = "read" },
   { "PUT", SUB, id = "updateSubscription", op = "update", http = 200, command = "subscriptionUpdateRequest",
-    done = {} },
+    busy = ACTIVE, done = {} },
   { "DELETE", SUB, id = "deleteSubscriptionById", op = "delete", http = 200, command = "subscriptionDeleteRequest",
-    check = no_databases("database"), done = {} },
+    busy = SETTLED, check = no_databases("database"), done = {} },
   { "POST", SUB .. "/regions", id = "addNewRegionToActiveActiveSubscription", op = "action", http = 200,
-    command = "activeActiveRegionCreateRequest", check = has_regions, apply = add_regions, done = { rid = "sub" } },
+    command = "activeActiveRegionCreateRequest", busy = ACTIVE, check = has_regions, apply = add_regions,
+    done = { rid = "sub" } },
   { "DELETE", SUB .. "/regions", id = "deleteRegionsFromActiveActiveSubscription", op = "action", http = 200,
-    command = "activeActiveRegionDeleteRequest", check = has_regions, apply = delete_regions, done = { rid = "sub" } },
+    command = "activeActiveRegionDeleteRequest", busy = ACTIVE, check = has_regions, apply = delete_regions,
+    done = { rid = "sub" } },
   { "GET", SUB .. "/regions", id = "getRegionsFromActiveActiveSubscription", op = "read", view = regions_view },
   { "PUT", SUB .. "/maintenance-windows", id = "updateSubscriptionMaintenanceWindows", op = "action", http = 200,
     command = "subscriptionMaintenanceWindowsUpdateRequest", title = false,
@@ -234,21 +237,22 @@ M.routes = {
     done = {} },
 
   { "POST", SUB .. "/databases", id = "createDatabase", op = "create", kind = "database", http = 202,
-    command = "databaseCreateRequest", done = { rid = "self" } },
+    command = "databaseCreateRequest", busy = ACTIVE, done = { rid = "self" } },
   { "GET", SUB .. "/databases", id = "getSubscriptionDatabases", op = "list",
     view = function(ctx) return common.databases_list(ctx, "database", "/subscriptions") end },
   { "GET", DB, id = "getSubscriptionDatabaseByID", op = "read" },
   { "PUT", DB, id = "updateDatabase", op = "update", http = 200, command = "databaseUpdateRequest",
-    done = { rid = "self" } },
+    busy = ACTIVE, done = { rid = "self" } },
   { "DELETE", DB, id = "deleteDatabaseById", op = "delete", http = 200, command = "dbDeleteRequest",
-    done = { rid = "self" } },
+    busy = SETTLED, done = { rid = "self" } },
   { "PUT", DB .. "/regions", id = "updateCrdbLocalProperties", op = "update", http = 200,
-    command = "databaseRegionsUpdateRequest", check = common.needs(true, "ACTIVE_ACTIVE_SUBSCRIPTION_IS_NOT_SUPPORTED"),
+    command = "databaseRegionsUpdateRequest", busy = ACTIVE,
+    check = common.needs(true, "ACTIVE_ACTIVE_SUBSCRIPTION_IS_NOT_SUPPORTED"),
     done = { rid = "self" } },
   { "PUT", DB .. "/flush", id = "flushCrdb", op = "action", http = 200, command = "databaseFlushRequest",
-    check = common.needs(true, "ACTIVE_ACTIVE_SUBSCRIPTION_IS_NOT_SUPPORTED"), done = { rid = "self" } },
+    busy = ACTIVE, check = common.needs(true, "ACTIVE_ACTIVE_SUBSCRIPTION_IS_NOT_SUPPORTED"), done = { rid = "self" } },
   { "POST", DB .. "/upgrade", id = "upgradeDatabaseRedisVersion", op = "update", http = 200,
-    command = "databaseUpgradeRedisVersionRequest", changing = "active-upgrade-pending", apply = upgrade,
+    command = "databaseUpgradeRedisVersionRequest", changing = "active-upgrade-pending", busy = ACTIVE, apply = upgrade,
     done = { rid = "self" } },
   { "GET", DB .. "/upgrade", id = "getDatabaseRedisVersionUpgradeStatus", op = "read", view = upgrade_view },
   { "POST", DB .. "/backup", id = "backupDatabase", op = "action", http = 200, command = "databaseBackupRequest",
