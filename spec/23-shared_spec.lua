@@ -47,6 +47,8 @@ end
 
 describe("clients sharing a store", function()
   it("poll each task once per round, however many wait on it, and all get the same task", function()
+   for seed = 1, 10 do -- the schedule's jitter is random: ten seeds, each its own handovers
+    math.randomseed(seed)
     local fleet = fleetmod.new()
     local ends = {}
     for i = 1, 20 do ends["t" .. i] = fleet.t + 30 + i end
@@ -66,7 +68,7 @@ describe("clients sharing a store", function()
     -- per second of the clock: a round is one GET /tasks (20 tasks watched), never 100 requests
     local worst = 0
     for s = 1000, 1100 do worst = math.max(worst, fleet:count(s, s + 1)) end
-    assert.is_true(worst <= 3, "a second held " .. worst .. " requests")
+    assert.is_true(worst <= 3, "seed " .. seed .. ": a second held " .. worst .. " requests")
     assert.is_true(#fleet.requests < 40, #fleet.requests .. " requests in all")
     -- the store names the account by the SHA-256 of its key, and holds neither key anywhere
     local account = require("rctasks.core").sha256(KEY)
@@ -78,6 +80,7 @@ describe("clients sharing a store", function()
         assert.is_nil(s:find(KEY, 1, true)); assert.is_nil(s:find(SECRET, 1, true))
       end
     end
+   end
   end)
 
   it("without the store, the same waiters poll about once each per round (the control)", function()

@@ -94,11 +94,14 @@ function Board:read(caller, id)
   return entry
 end
 
--- Was the task's last published state terminal?
-function Board:done(id)
+-- The last published state of `id`, whoever read it: { at =, done =, ... } or false.
+function Board:peek(id)
   local s = self.store:get(self.prefix .. "s:" .. id)
   local entry = s and core.decode(s)
-  return type(entry) == "table" and entry.done == true
+  if type(entry) ~= "table" or type(entry.at) ~= "number" then return false end
+  return entry
 end
+
+function Board:now() return self.store:now() end
 
 return M

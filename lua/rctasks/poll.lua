@@ -233,16 +233,18 @@ function M.shared_batch(board, o, notify, caller)
       return seen, covered
     end
     -- What another leader already published is used, not polled again: an ended task is not
-    -- asked about twice.
-    local all, todo, mine = board:watched() or ids, {}, {}
+    -- asked about twice, nor one published less than a first interval ago (leaders that end
+    -- their own waits hand over one after another, and each would poll at once).
+    local all, todo, mine, now = board:watched() or ids, {}, {}, board:now()
+    local function settled(e) return e and (e.done or now - e.at < o.interval) end
     for _, id in ipairs(ids) do
       mine[id] = true
       local e = board:read(caller, id)
       if e then seen[id] = e.task or errors.new(e.error.kind or "http", e.error) end
-      if not (e and e.done) then todo[#todo + 1] = id end
+      if not settled(e or board:peek(id)) then todo[#todo + 1] = id end
     end
     for _, id in ipairs(all) do
-      if not mine[id] and not board:done(id) then todo[#todo + 1] = id end
+      if not mine[id] and not settled(board:peek(id)) then todo[#todo + 1] = id end
     end
     local results = {}
     if #todo > o.list_above then
