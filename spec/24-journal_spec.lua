@@ -359,3 +359,83 @@ describe("pipeline with a key", function()
     assert.is_true(sim.stats(acct.key).requests - requests <= 6)
   end)
 end)
+
+describe("the subscription guard", function()
+  local memory = require "rctasks.store.memory"
+
+  it("sends a change refused as busy again once the subscription is active", function()
+    local acct, path = sim.account(), journal_path()
+    local sid = subscription(acct)
+    sim.config(acct.key, { outcomes = { "error:SUBSCRIPTION_NOT_ACTIVE" } }) -- as if a change slipped in
+    local c = client(acct, path)
+    local _, db = assert(c:run("POST", "/subscriptions/" .. sid .. "/databases", { name = "second-try" },
+                               opts{ key = "busy" }))
+    assert.equal("second-try", db.name)
+    assert.equal(2, route(acct, POST_DB))
+    assert.equal("completed", record(path, acct, "busy").state)
+  end)
+
+  it("waits for the subscription to be active before sending a change", function()
+    local acct = sim.account({ provision = 0.4 })
+    local sid = subscription(acct)
+    local c = client(acct, journal_path())
+    local dbs = "/subscriptions/" .. sid .. "/databases"
+    assert(c:submit("POST", dbs, { name = "first" })) -- turns the subscription pending for a while...
+    local sub
+    repeat sub = assert(c:request("GET", "/subscriptions/" .. sid)) until sub.status == "pending"
+    local _, db = assert(c:run("POST", dbs, { name = "second" }, opts{ ready = true })) -- ...so this waits
+    assert.equal("active", db.status)
+    assert.equal(0, sim.stats(acct.key).not_active)
+  end)
+
+  it("waits its turn for a lease another script holds, and lets go of it on every path", function()
+    local acct = sim.account()
+    local st = memory.new()
+    local c = client(acct, st)
+    local sub_key = "rct:" .. core.sha256(acct.key) .. ":g:/subscriptions/777"
+    assert.is_true(st:lease(sub_key, "another script", 0.3))
+    local waited
+    local t, err = c:run("DELETE", "/subscriptions/777/databases/1", nil, opts{ on_guard = function(what)
+      waited = what
+    end })
+    assert.equal("/subscriptions/777", waited)
+    assert.is_nil(t) -- (there is no such subscription: the API says so in the delete's task)
+    assert.equal("SUBSCRIPTION_NOT_FOUND", err.code)
+    assert.same({}, st:keys("rct:")) -- the lease is gone, not left to run out
+    -- a callback that raises: the lease goes all the same
+    local sid = subscription(acct)
+    assert.has_error(function()
+      c:run("POST", "/subscriptions/" .. sid .. "/databases", { name = "boom" },
+            opts{ on_update = function() error("the caller's bug") end })
+    end)
+    if rawget(_G, "jit") or _VERSION ~= "Lua 5.1" then assert.same({}, st:keys("rct:")) end
+  end)
+
+  it("gives up at the deadline when another script keeps the subscription", function()
+    local acct = sim.account()
+    local st = memory.new()
+    local c = client(acct, st)
+    assert.is_true(st:lease("rct:" .. core.sha256(acct.key) .. ":g:/subscriptions/5", "another script", 60))
+    local t, err = c:run("PUT", "/subscriptions/5/databases/6", { memoryLimitInGb = 2 }, opts{ timeout = 0.5 })
+    assert.is_nil(t)
+    assert.equal("timeout", err.kind)
+    assert.matches("/subscriptions/5 is held by another script's change", err.message, 1, true)
+    assert.equal(0, sim.stats(acct.key).requests)
+  end)
+
+  it("is off without a journal unless asked for, and guard = false turns it off", function()
+    local acct = sim.account()
+    local st = memory.new()
+    assert.is_true(st:lease("rct:" .. core.sha256(acct.key) .. ":g:/subscriptions/5", "another script", 60))
+    local plain = rctasks.new{ api_key = acct.key, secret_key = acct.secret, base_url = sim.url(), store = st }
+    local _, err = plain:run("PUT", "/subscriptions/5/databases/6", { memoryLimitInGb = 2 }, opts{ timeout = 2 })
+    assert.equal("SUBSCRIPTION_NOT_FOUND", err.code) -- sent at once: no guard
+    local off = client(acct, st, { guard = false })
+    _, err = off:run("PUT", "/subscriptions/5/databases/6", { memoryLimitInGb = 2 }, opts{ timeout = 2 })
+    assert.equal("SUBSCRIPTION_NOT_FOUND", err.code)
+    local on = rctasks.new{ api_key = acct.key, secret_key = acct.secret, base_url = sim.url(), store = st,
+                            guard = true }
+    _, err = on:run("PUT", "/subscriptions/5/databases/6", { memoryLimitInGb = 2 }, opts{ timeout = 0.3 })
+    assert.equal("timeout", err.kind)
+  end)
+end)
