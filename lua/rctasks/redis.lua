@@ -27,7 +27,7 @@ M.LIMITS = {
   line = 64 * 1024,            -- a type line: status, error, integer, length
   bulk = 8 * 1024 * 1024,      -- one bulk string
   reply = 16 * 1024 * 1024,    -- all the bytes of one reply
-  elements = 1000000,          -- array elements of one reply, nested ones included
+  elements = 262144,           -- array elements of one reply, nested ones included
   depth = 8,                   -- arrays inside arrays
 }
 
@@ -66,8 +66,8 @@ function LuaSocket.recv(s, max, secs)
   local first, err = s:receive(1)
   if not first then return nil, err end
   s:settimeout(0, "b")
-  local more, _, partial = s:receive(max - 1)
-  return first .. (more or partial or "")
+  local more, _, partial = s:receive(max - 1, first)
+  return more or partial or first
 end
 
 -- A kept connection is fit for the next call when nothing is waiting on it: no stray bytes, no close.
@@ -150,7 +150,9 @@ function Conn:bytes(n)
       parts[#parts + 1] = self.buf:sub(pos, pos + need - 1)
       return table.concat(parts)
     end
-    if have > 0 then parts[#parts + 1], self.pos, need = self.buf:sub(pos), pos + have, need - have end
+    if have > 0 then -- a whole chunk is taken as it is, not copied
+      parts[#parts + 1], self.pos, need = pos == 1 and self.buf or self.buf:sub(pos), pos + have, need - have
+    end
     local ok, err = self:fill(need < RECV and need or RECV)
     if not ok then return nil, err end
   end
@@ -163,11 +165,13 @@ local function integer(s, digits)
 end
 
 -- A bulk or array length: -1 is nil (false), other negatives and lengths over `cap` are refused.
-local function length(rest, what, cap)
+local function length(rest, what, cap, unit)
   local n = integer(rest, 20)
   if not n then return nil, "a bad " .. what .. " length", "protocol" end
   if n < -1 then return nil, "a negative " .. what .. " length", "protocol" end
-  if n > cap then return nil, "a " .. what .. " of " .. rest .. " (over " .. cap .. ")", "protocol" end
+  if n > cap then
+    return nil, ("%s of %s %s (more than the %d allowed here)"):format(what, rest, unit, cap), "protocol"
+  end
   return n
 end
 
@@ -185,17 +189,18 @@ local function scalar(c, line, count)
     return v
   end
   if t == DOLLAR then
-    local n, err, kind = length(rest, "bulk", M.LIMITS.bulk)
+    local n, err, kind = length(rest, "bulk", math.min(M.LIMITS.bulk, M.LIMITS.reply - c.got), "bytes")
     if not n then return nil, err, kind end
     if n == -1 then return false end
-    if c.got + n + 2 > M.LIMITS.reply then return nil, "a reply over " .. M.LIMITS.reply .. " bytes", "protocol" end
-    local data, rerr = c:bytes(n + 2)
+    local data, rerr = c:bytes(n)
     if not data then return nil, rerr end
-    if data:sub(-2) ~= "\r\n" then return nil, "a bulk string not ended by CRLF", "protocol" end
-    return data:sub(1, -3)
+    local crlf, cerr = c:bytes(2)
+    if not crlf then return nil, cerr end
+    if crlf ~= "\r\n" then return nil, "a bulk string not ended by CRLF", "protocol" end
+    return data
   end
   if t == STAR then
-    local n, err, kind = length(rest, "array", M.LIMITS.elements - count)
+    local n, err, kind = length(rest, "array", M.LIMITS.elements - count, "elements")
     if not n then return nil, err, kind end
     if n == -1 then return false end
     return open, n
@@ -239,8 +244,10 @@ local function arg_string(a, i)
   local t = type(a)
   if t == "string" then return a end
   if t == "number" and a == a and a > -math.huge and a < math.huge then
-    if a == math.floor(a) and a > -2 ^ 53 and a < 2 ^ 53 then return string.format("%d", a) end
-    return string.format("%.17g", a)
+    if math.type and math.type(a) == "integer" then return string.format("%d", a) end
+    if a == math.floor(a) and a > -2 ^ 63 and a < 2 ^ 63 then return string.format("%.0f", a) end
+    local short = string.format("%.14g", a) -- 0.1 as "0.1", unless that is not the same number
+    return tonumber(short) == a and short or string.format("%.17g", a)
   end
   check.fail("rctasks.redis: argument " .. i .. " must be a string or a finite number, got " .. t)
 end
@@ -384,25 +391,16 @@ function Client:call(...)
   return self:session(function(conn) return conn:exchange(bytes, 1) end)
 end
 
-local function list_of(t, what)
-  if t == nil then return {} end
-  if type(t) ~= "table" then check.fail("rctasks.redis: eval's " .. what .. " must be a table") end
-  return t
-end
-
 -- EVALSHA with the SHA1 the server gave for this script (SCRIPT LOAD, once per client and script;
 -- a server's own answer, so a hostile server's SHA1 never reaches another one); EVAL on NOSCRIPT.
 function Client:eval(script, keys, args)
   if type(script) ~= "string" then check.fail("rctasks.redis: eval needs the script's text") end
-  keys, args = list_of(keys, "keys"), list_of(args, "args")
-  local tail = { #keys }
-  for _, k in ipairs(keys) do tail[#tail + 1] = k end
-  for _, a in ipairs(args) do tail[#tail + 1] = a end
-  local function with(cmd, head)
-    local t = { cmd, head }
-    for i = 1, #tail do t[i + 2] = tail[i] end
-    return encode(t, #t)
+  if type(keys or {}) ~= "table" or type(args or {}) ~= "table" then
+    check.fail("rctasks.redis: eval's keys and args must be tables")
   end
+  local t = { "EVALSHA", "", #(keys or {}) }
+  for _, k in ipairs(keys or {}) do t[#t + 1] = k end
+  for _, a in ipairs(args or {}) do t[#t + 1] = a end
   return self:session(function(conn)
     local sha = self.shas[script]
     if not sha then
@@ -415,14 +413,17 @@ function Client:eval(script, keys, args)
       sha = r:lower()
       self.shas[script] = sha
     end
-    local r, err, kind = conn:exchange(with("EVALSHA", sha), 1)
+    t[2] = sha
+    local r, err, kind = conn:exchange(encode(t, #t), 1)
     if r ~= nil or kind ~= "redis" or not err:find("^NOSCRIPT") then return r, err, kind end
-    return conn:exchange(with("EVAL", script), 1)
+    t[1], t[2] = "EVAL", script
+    return conn:exchange(encode(t, #t), 1)
   end)
 end
 
 function Client:close()
-  if self.kept then self.kept:close(); self.kept = nil end
+  if self.kept then self.kept:close() end
+  self.kept = nil
   return true
 end
 
