@@ -399,8 +399,8 @@ function Client:eval(script, keys, args)
     check.fail("rctasks.redis: eval's keys and args must be tables")
   end
   local t = { "EVALSHA", "", #(keys or {}) }
-  for _, k in ipairs(keys or {}) do t[#t + 1] = k end
-  for _, a in ipairs(args or {}) do t[#t + 1] = a end
+  for _, k in ipairs(keys or {}) do t[#t + 1] = arg_string(k, #t + 1) end -- misuse raises here, not mid-call
+  for _, a in ipairs(args or {}) do t[#t + 1] = arg_string(a, #t + 1) end
   return self:session(function(conn)
     local sha = self.shas[script]
     if not sha then

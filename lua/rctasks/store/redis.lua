@@ -6,6 +6,7 @@
 --   get GET; set SET [PX]; add SET NX [PX]; delete DEL; keys SCAN MATCH (prefix escaped) COUNT;
 --   lease, release, budget, budget_used: one script each; now: TIME, as an offset to this clock.
 -- A failure of the server is nil, err (a string), never a raise; callers then work alone.
+local check = require "rctasks.check"
 local core = require "rctasks.core"
 local redis = require "rctasks.redis"
 
@@ -22,10 +23,12 @@ Store.__name = "rctasks.store.redis"
 function M.new(opts)
   opts = opts or {}
   local client = opts.client
-  if not client then
-    local o = {}
-    for k, v in pairs(opts) do o[k] = v end
-    client = redis.new(o)
+  if client then
+    for k in pairs(opts) do
+      if k ~= "client" then check.fail("rctasks.store.redis.new: a client or rctasks.redis options, not both") end
+    end
+  else
+    client = redis.new(opts)
   end
   return setmetatable({ redis = client, shared = true }, Store)
 end
@@ -138,7 +141,8 @@ local BUDGET = [[
 local key, limit, window = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+local function exact(x) return string.format('%.0f', x) end -- a number argument would go as %.14g
+redis.call('ZREMRANGEBYSCORE', key, '-inf', exact(now - window))
 local n = redis.call('ZCARD', key)
 local target = n + 1
 if ARGV[3] ~= '' then target = math.min(tonumber(ARGV[3]), limit) end
@@ -147,9 +151,9 @@ if target > limit then
   if at[2] == nil then return window end
   return tonumber(at[2]) + window - now
 end
-local stamp, k = string.format('%.0f', now), n
+local stamp, k = exact(now), n
 while n < target do
-  if redis.call('ZADD', key, 'NX', now, stamp .. '-' .. k) == 1 then n = n + 1 end
+  if redis.call('ZADD', key, 'NX', stamp, stamp .. '-' .. k) == 1 then n = n + 1 end
   k = k + 1
 end
 redis.call('PEXPIRE', key, math.ceil(window / 1000) + 1)
@@ -162,6 +166,7 @@ function Store:budget(key, limit, window)
   local v, err = self.redis:eval(BUDGET, { key }, { limit, micro(window), "" })
   if v == nil then return nil, err end
   if type(v) ~= "number" then return shape(v, false) end
+  if v <= 0 then return 0 end
   return v / 1000000
 end
 
