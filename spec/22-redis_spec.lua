@@ -223,7 +223,7 @@ describe("rctasks.redis against a misbehaving server", function()
       local v, err, kind, _, secs = measured(cl, what)
       assert.is_nil(v)
       assert.equal("timeout", kind, err)
-      assert.is_true(secs >= 0.45 and secs < 0.9, ("%.2fs"):format(secs))
+      assert.is_true(secs >= 0.45 and secs < 1.2, ("%.2fs"):format(secs)) -- a trickle would go on for 10 s
       assert.equal("PONG", cl:call("PING"))
     end
   end)

@@ -50,8 +50,10 @@ describe("the redis store", function()
     until #times >= 32 or socket.gettime() - t0 > 20
     assert.equal(32, #times, sys.read(dir .. "/out1"))
     table.sort(times)
+    -- a child notes its time only after its send was counted (on Redis's clock), and may be kept from
+    -- the CPU in between: hence the margin; four budgets apart would put 11 sends in about 0.25 s
     for i = 11, #times do
-      assert.is_true(times[i] - times[i - 10] >= 1 - 0.02, ("11 sends within %.3fs"):format(times[i] - times[i - 10]))
+      assert.is_true(times[i] - times[i - 10] >= 1 - 0.1, ("11 sends within %.3fs"):format(times[i] - times[i - 10]))
     end
     assert.is_true(times[#times] - times[1] < 4.5, "the budget went unused") -- 32 sends at 10/s: a bit over 3 s
   end)
@@ -64,7 +66,7 @@ describe("the redis store", function()
     assert.is_true(math.abs(a - b) < 0.05, a - b)
     socket.sleep(0.2)
     local later = st:now()
-    assert.is_true(later - a >= 0.19 and later - a < 0.3, later - a)
+    assert.is_true(later - a >= 0.19 and later - a < 0.5, later - a)
   end)
 
   it("takes a prefix literally, glob characters and all", function()

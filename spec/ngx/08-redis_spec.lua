@@ -124,6 +124,20 @@ describe("the Redis store inside nginx", function()
     assert.is_nil(H.log(srv):find(auth.password, 1, true), "password in nginx's log")
   end)
 
+  it("finds pooled connections gone after the server restarts: the next request already works", function()
+    local own_srv = R.start()
+    finally(function() own_srv:stop() end)
+    local h = { ["x-redis-url"] = own_srv.url }
+    local id = call("CLIENT", { "ID" }, h).v
+    assert.equal(id, call("CLIENT", { "ID" }, h).v) -- pooled
+    own_srv:restart()
+    local v = call("PING", nil, h)
+    assert.equal("PONG", v.v, tostring(v.err))
+    own_srv:down()
+    v = call("PING", nil, h)
+    assert.equal("connect", v.kind, tostring(v.err))
+  end)
+
   it("answers hostile RESP and a trickling server with nil, err within the deadline", function()
     local h = { ["x-redis-url"] = "redis://127.0.0.1:" .. hostile.port }
     for _, case in ipairs(R.HOSTILE_CASES) do
@@ -135,7 +149,7 @@ describe("the Redis store inside nginx", function()
     for _, what in ipairs({ "silent", "trickle" }) do
       local v = call("GET", { what }, h, "&timeout=0.5")
       assert.equal("timeout", v.kind, what .. ": " .. tostring(v.err))
-      assert.is_true(v.secs >= 0.45 and v.secs < 0.9, what .. " took " .. v.secs)
+      assert.is_true(v.secs >= 0.45 and v.secs < 1.2, what .. " took " .. v.secs)
     end
     assert.equal("PONG", call("PING", nil, h).v)
   end)
