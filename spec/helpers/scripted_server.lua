@@ -4,11 +4,14 @@
 -- them from 1), each in its own coroutine, so a kept-alive connection and a fresh one can be
 -- open at the same time. conn offers:
 --   conn:request()        -> { method=, target=, headers= (lower-cased), body= } | nil (peer closed)
+--   conn:command()        -> one RESP command (Redis's request form) as { "NAME", args... } | nil
+--   conn:receive(pattern) -> "*l" a line, or a byte count | nil, err
 --   conn:send(bytes)      -> true | nil, err
 --   conn:sleep(seconds)
 --   conn:close()
 --   conn:close_listener()  stop listening: every later connect is refused
--- Every request read is logged as "request <n> <method> <target>", every close as "close <n>".
+-- Every request read is logged as "request <n> <method> <target>", every RESP command as
+-- "command <n> <NAME>", every close as "close <n>".
 local socket = require "socket"
 
 local script_path, port_file, log_file = arg[1], arg[2], arg[3]
@@ -59,6 +62,21 @@ function Conn:request()
   req.body = len > 0 and (self:receive(len) or "") or ""
   note("request", self.n, req.method, req.target)
   return req
+end
+
+function Conn:command()
+  local line = self:receive("*l")
+  local n = line and tonumber(line:match("^%*(%d+)\r?$"))
+  if not n then return nil end
+  local args = {}
+  for i = 1, n do
+    local len = tonumber((self:receive("*l") or ""):match("^%$(%d+)\r?$"))
+    local data = len and self:receive(len + 2)
+    if not data then return nil end
+    args[i] = data:sub(1, len)
+  end
+  note("command", self.n, (args[1] or "?"):upper())
+  return args
 end
 
 function Conn:send(bytes)

@@ -35,7 +35,8 @@ describe("nginx with its code staged into its prefix", function()
     -- What nginx needs of a checkout, copied into a directory of mode 0700 (mktemp -d).
     private = H.tmpdir()
     assert(sys.sh(("mkdir -p %s/build %s/spec/ngx && cp -R scripts lua sim %s/ && cp -R build/jit %s/build/"
-      .. " && cp spec/ngx/handlers.lua %s/spec/ngx/"):format(private, private, private, private, private)))
+      .. " && cp spec/ngx/handlers.lua spec/ngx/redis_handlers.lua %s/spec/ngx/")
+      :format(private, private, private, private, private)))
     srv = H.start(H.config{
       workers = 1,
       server = table.concat({

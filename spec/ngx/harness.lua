@@ -74,8 +74,8 @@ local function listening(port)
   return ok ~= nil
 end
 
--- What the workers of H.config's handlers load: rctasks, its core and spec/ngx/handlers.lua.
-H.STAGE = { "rctasks", "spec/ngx/handlers.lua" }
+-- What the workers of H.config's handlers load: rctasks, its core and the handler files.
+H.STAGE = { "rctasks", "spec/ngx/handlers.lua", "spec/ngx/redis_handlers.lua" }
 
 -- Install `parts` from the checkout at `root` into the prefix `dir` (scripts/stage) or raise.
 function H.stage(dir, parts, root)
