@@ -5,7 +5,7 @@
 -- every edge with its layers. `make lint` runs it.
 -- Layers, top to bottom: data flows from the script down to the C core, never back up.
 local LAYERS = {
-  { "app", { "rctasks.cli" } },
+  { "app", { "rctasks.cli", "rctasks.cli.journal", "rctasks.cli.out" } },
   { "facade", { "rctasks", "rctasks.background", "rctasks.client" } },
   { "workflow", { "rctasks.workflow", "rctasks.guard", "rctasks.journal", "rctasks.resource",
                   "rctasks.families" } },

@@ -384,8 +384,9 @@ describe("rctasks journal", function()
     assert.equal(0, rc)
     assert.equal("forgot x/y\n", out)
     rc, out = rctasks("journal " .. quote(path))
+    assert.equal(0, rc)
     assert.matches("1 records: 0 in flight", out, 1, true)
-    local err
+    local err, _
     rc, _, err = rctasks("journal " .. quote(path) .. " --forget nope")
     assert.equal(2, rc)
     assert.matches("no record of key 'nope'", err, 1, true)

@@ -6,20 +6,20 @@
 --   rctasks journal [FILE] [--forget KEY] [--json]
 -- Credentials come from the environment only (arguments show in `ps`). Exit codes: 0 success,
 -- 1 task failed, 2 usage error, 3 timeout, 4 API or network error.
-local cjson = require("cjson").new() -- a private instance: settings here never leak into the caller's
 local rctasks = require "rctasks"
 local check = require "rctasks.check"
 local core = require "rctasks.core"
 local defaults = require "rctasks.defaults"
-local journal = require "rctasks.journal"
+local journal_cmd = require "rctasks.cli.journal"
+local out = require "rctasks.cli.out"
 local taskmod = require "rctasks.task"
-
-cjson.encode_invalid_numbers("null") -- a task holding 1e400 still prints (as null)
 
 local M = {}
 
-M.EXIT = { ok = 0, failed = 1, usage = 2, timeout = 3, api = 4 }
+M.EXIT = out.EXIT
 local EXIT = M.EXIT
+local neutral, usage_error, table_text, cell, print_json = out.neutral, out.usage_error, out.table_text, out.cell,
+  out.print_json
 
 local USAGE = {
   main = [[
@@ -84,19 +84,9 @@ N times with --count.
   --status S     only tasks whose status is S
   --limit N      at most N tasks (default @limit@)
 ]],
-  journal = [[
-usage: rctasks journal [FILE] [--forget KEY] [--json]
-
-Show what a journal file (rctasks.new{ journal = FILE }) holds: each operation key, its state
-(submitting: sent or about to be, answer not recorded; submitted: its task is in flight;
-completed; failed: a rerun sends it again), its request, task and resource, and the locks
-scripts hold on subscriptions and keys. Reads the file only: no credentials, no API request.
-FILE defaults to $RCTASKS_JOURNAL.
-
-  --forget KEY   drop KEY's record, so that the next run sends its request afresh
-  --json         one JSON array of records
-]],
 }
+
+USAGE.journal = journal_cmd.USAGE
 
 -- The defaults the usage texts name come from rctasks.defaults.
 for cmd, d in pairs({ wait = defaults.wait, watch = defaults.watch }) do
@@ -109,7 +99,7 @@ local SPECS = {
   get = { json = "flag" },
   wait = { timeout = "number", interval = "number", ["max-interval"] = "number", json = "flag" },
   watch = { interval = "number", count = "count", status = "string", limit = "count" },
-  journal = { forget = "string", json = "flag" },
+  journal = journal_cmd.SPEC,
 }
 local POSITIONAL = { list = 0, get = 1, wait = 1, watch = 0, journal = { 0, 1 } }
 
@@ -117,27 +107,6 @@ local POSITIONAL = { list = 0, get = 1, wait = 1, watch = 0, journal = { 0, 1 } 
 -- Output. Everything a server sent goes through `show` (or `json`) before it is printed: the
 -- client's keys are redacted, and control characters and terminal escapes (C0, DEL, and C1 as
 -- UTF-8) become "?", so no server text can move the cursor, retitle the terminal or forge lines.
-
--- Bytes >= 0x80 pass only as whole, valid UTF-8 sequences that are not C1 controls (U+0080 to
--- U+009F): a raw 0x9B is a CSI to some terminals.
-local function utf8_only(seq)
-  local b, n = seq:byte(1), #seq
-  local want = (b >= 0xF0 and b <= 0xF4 and 4) or (b >= 0xE0 and 3) or (b >= 0xC2 and b <= 0xDF and 2) or 0
-  if want ~= n or (b == 0xC2 and seq:byte(2) < 0xA0) then return ("?"):rep(n) end
-  return seq
-end
-
-local function neutral(s)
-  s = s:gsub("%c", "?")
-  if not s:find("[\128-\255]") then return s end
-  return (s:gsub("[\128-\255][\128-\191]*", utf8_only))
-end
-
-local function usage_error(env, cmd, msg)
-  env.stderr:write("rctasks: ", neutral(msg), "\n", "Run `rctasks ", cmd and (cmd .. " ") or "",
-    "--help` for usage.\n")
-  return EXIT.usage
-end
 
 -- parse(cmd, argv, first) -> opts, positional | nil, message
 local function parse(cmd, argv, first)
@@ -191,49 +160,6 @@ local function parse(cmd, argv, first)
   return opts, pos
 end
 
-local function pad(s, n) return s .. string.rep(" ", n - #s) end
-
--- Aligned columns: rows of strings, the first row the header; the last column is not padded.
-local function table_text(rows)
-  local widths = {}
-  for _, r in ipairs(rows) do
-    for j, cell in ipairs(r) do widths[j] = math.max(widths[j] or 0, #cell) end
-  end
-  local out = {}
-  for _, r in ipairs(rows) do
-    local cells = {}
-    for j, cell in ipairs(r) do cells[j] = j < #r and pad(cell, widths[j]) or cell end
-    out[#out + 1] = table.concat(cells, "  ")
-  end
-  return table.concat(out, "\n") .. "\n"
-end
-M.table_text = table_text
-
--- The printers of one run: `show` for text, `json` for --json values, both through the client's
--- redactor.
-local function printers(client)
-  local function show(v)
-    if v == nil then return "-" end
-    return neutral(client:redact(tostring(v)))
-  end
-  local function scrub(v, seen)
-    if type(v) == "string" then return client:redact(v) end
-    if type(v) ~= "table" or seen[v] then return v end
-    seen[v] = true
-    local out = {}
-    for k, x in pairs(v) do out[scrub(k, seen)] = scrub(x, seen) end
-    return out
-  end
-  local function json(v)
-    if type(v) == "table" and next(v) == nil then return "[]" end -- cjson 2.1.0 writes {} for any empty table
-    local ok, s = pcall(cjson.encode, scrub(v, {}))
-    if not ok then return nil, "cannot print as JSON: " .. tostring(s) end
-    -- cjson leaves C1 controls raw; as \u escapes they are the same JSON and harmless to a terminal
-    return (s:gsub("\194([\128-\159])", function(c) return string.format("\\u%04x", c:byte()) end))
-  end
-  return show, json
-end
-
 local function resource_text(t, show)
   local r = t.response
   if type(r) ~= "table" then return "-" end
@@ -245,10 +171,6 @@ local function resource_text(t, show)
   return "-"
 end
 
--- One table cell: a long one is shown by its size (every row is padded to the widest cell).
-local CELL_MAX = 100
-local function cell(s) return #s <= CELL_MAX and s or "(" .. #s .. " bytes)" end
-
 local function task_rows(tasks, show)
   local rows = { { "TASK ID", "STATUS", "COMMAND", "UPDATED", "RESOURCE" } }
   for _, t in ipairs(tasks) do
@@ -259,11 +181,11 @@ local function task_rows(tasks, show)
 end
 
 local function filter(tasks, opts, default_limit)
-  local out, limit = {}, opts.limit or default_limit
+  local kept, limit = {}, opts.limit or default_limit
   for _, t in ipairs(tasks) do
-    if (not opts.status or t.status == opts.status) and (not limit or #out < limit) then out[#out + 1] = t end
+    if (not opts.status or t.status == opts.status) and (not limit or #kept < limit) then kept[#kept + 1] = t end
   end
-  return out
+  return kept
 end
 
 local function task_text(t, show)
@@ -290,9 +212,9 @@ local function task_text(t, show)
   for _, rel in ipairs(rels) do add("link " .. show(rel), taskmod.link(t, rel)) end
   local w = 0
   for _, row in ipairs(rows) do w = math.max(w, #row[1]) end
-  local out = {}
-  for _, row in ipairs(rows) do out[#out + 1] = pad(row[1], w) .. "  " .. row[2] end
-  return table.concat(out, "\n") .. "\n"
+  local text = {}
+  for _, row in ipairs(rows) do text[#text + 1] = out.pad(row[1], w) .. "  " .. row[2] end
+  return table.concat(text, "\n") .. "\n"
 end
 
 -- An error value -> exit code; its line goes to stderr (errors come sealed: no key in them).
@@ -306,13 +228,6 @@ local function fail(env, err)
   if err.kind == "task" then return EXIT.failed end
   if err.kind == "timeout" then return EXIT.timeout end
   return EXIT.api
-end
-
-local function print_json(env, json, v)
-  local s, why = json(v)
-  if not s then env.stderr:write("rctasks: ", why, "\n"); return EXIT.api end
-  env.stdout:write(s, "\n")
-  return EXIT.ok
 end
 
 ------------------------------------------------------------------------------------------------
@@ -396,85 +311,6 @@ function commands.watch(env, client, p, opts)
 end
 
 ------------------------------------------------------------------------------------------------
--- rctasks journal: the file only, no client.
-
-local function age(at, now)
-  if type(at) ~= "number" then return "-" end
-  local d = math.floor(math.max(0, now - at))
-  if d < 120 then return string.format("%ds ago", d) end
-  if d < 7200 then return string.format("%dm ago", math.floor(d / 60)) end
-  if d < 172800 then return string.format("%dh ago", math.floor(d / 3600)) end
-  return string.format("%dd ago", math.floor(d / 86400))
-end
-
-local IN_FLIGHT = { submitting = true, submitted = true }
-
-local function journal_command(env, opts, pos)
-  local path = pos[1] or env.getenv("RCTASKS_JOURNAL")
-  if not path then return usage_error(env, "journal", "name a journal FILE (or set RCTASKS_JOURNAL)") end
-  local f = io.open(path, "rb")
-  if not f then return usage_error(env, "journal", "cannot open journal '" .. path .. "'") end
-  f:close()
-  local store = assert(require("rctasks.store.file").new{ path = path,
-    warn = function(msg) env.stderr:write("rctasks: ", neutral(msg), "\n") end })
-  local records, damaged = journal.all(store)
-  if not records then
-    return usage_error(env, "journal", "cannot read journal '" .. path .. "': " .. tostring(damaged))
-  end
-  if opts.forget then
-    local n = 0
-    for _, r in ipairs(records) do
-      if r.key == opts.forget then
-        local ok, err = journal.new(store, r.account):forget(r.key)
-        if not ok then env.stderr:write("rctasks: ", neutral(tostring(err)), "\n"); return EXIT.api end
-        n = n + 1
-      end
-    end
-    if n == 0 then return usage_error(env, "journal", "no record of key '" .. opts.forget .. "'") end
-    env.stdout:write("forgot ", neutral(opts.forget), "\n")
-    return EXIT.ok
-  end
-  local locks = {}
-  for _, k in ipairs(store:keys("rct:") or {}) do
-    local what = k:match("^rct:%x+:g:(.+)$")
-    if what then locks[#locks + 1] = what:gsub("^k:", "key ") end
-  end
-  if opts.json then
-    local list = {}
-    for i, r in ipairs(records) do
-      local rec = r.record
-      list[i] = { account = r.account:sub(1, 12), key = r.key, state = rec.state, method = rec.method,
-                  path = rec.path, task = rec.task, resource = rec.resource, id = rec.id, at = rec.at,
-                  by = rec.by, error = rec.error }
-    end
-    local _, json = printers({ redact = function(_, x) return x end })
-    return print_json(env, json, { records = list, locks = locks })
-  end
-  local now, counts = core.time(), { submitting = 0, submitted = 0, completed = 0, failed = 0 }
-  local rows = { { "KEY", "STATE", "REQUEST", "TASK", "RESOURCE", "WRITTEN", "BY" } }
-  for _, r in ipairs(records) do
-    local rec = r.record
-    counts[rec.state] = counts[rec.state] + 1
-    local function c(v) return cell(v == nil and "-" or neutral(tostring(v))) end
-    rows[#rows + 1] = { c(r.key), c(rec.state .. (IN_FLIGHT[rec.state] and " *" or "")),
-                        c(rec.method .. " " .. rec.path), c(rec.task), c(rec.resource), age(rec.at, now),
-                        c(rec.by) }
-  end
-  local out = { #records == 0 and "no records\n" or table_text(rows) }
-  for _, r in ipairs(records) do
-    local e = r.record.error
-    if e then out[#out + 1] = "  " .. cell(neutral(r.key)) .. ": " .. cell(neutral(e)) .. "\n" end
-  end
-  out[#out + 1] = string.format(
-    "%d records: %d in flight (*: %d submitting, %d submitted), %d completed, %d failed\n", #records,
-    counts.submitting + counts.submitted, counts.submitting, counts.submitted, counts.completed, counts.failed)
-  if damaged > 0 then out[#out + 1] = damaged .. " damaged records skipped\n" end
-  for _, l in ipairs(locks) do out[#out + 1] = "lock held: " .. cell(neutral(l)) .. "\n" end
-  env.stdout:write(table.concat(out))
-  return EXIT.ok
-end
-
-------------------------------------------------------------------------------------------------
 
 local function isatty()
   local r = os.execute("test -t 1") -- the shell inherits our stdout
@@ -527,7 +363,7 @@ local function run(argv, env)
   local opts, pos = parse(cmd, argv, 2)
   if not opts then return usage_error(env, cmd, pos) end
   if opts.help then env.stdout:write(USAGE[cmd]); return EXIT.ok end
-  if cmd == "journal" then return journal_command(env, opts, pos) end
+  if cmd == "journal" then return journal_cmd.run(env, opts, pos) end
   local id = pos[1]
   if id and not check.is_task_id(id) then
     return usage_error(env, cmd, "invalid task ID (expected a UUID such as 784299af-17ea-4ed6-b08f-dd643238c8dd)")
@@ -540,7 +376,7 @@ local function run(argv, env)
   end
   local client, code = make_client(env, cmd, p)
   if not client then return code end
-  p.show, p.json = printers(client)
+  p.show, p.json = out.printers(client)
   local ok, rc = pcall(commands[cmd], env, client, p, opts, id)
   client:close()
   if not ok then error(client:redact(tostring(rc)), 0) end
