@@ -110,9 +110,9 @@ local function make_journal_store(spec, store)
   return spec
 end
 
--- nil: this process's own budget, or the store's when it is shared. A table: limiter options; with
--- `dict`, one budget for every worker of this nginx. false: none. Else the user's value. Shared
--- budgets are keyed by a hash of the account key.
+-- nil: this process's own budget, or the store's when it is shared. A table: limiter options (limit,
+-- window), shared the same way; with `dict`, one budget for every worker of this nginx. false:
+-- none. Else the user's value. Shared budgets are keyed by a hash of the account key.
 local function make_limiter(spec, account, store, notify)
   if spec == false then return nil end
   if spec == nil and store and store.shared then
@@ -120,6 +120,9 @@ local function make_limiter(spec, account, store, notify)
   end
   if spec == nil then return limiter.new() end
   if type(spec) == "table" and getmetatable(spec) == nil then
+    if spec.dict == nil and store and store.shared then -- the user's numbers, shared all the same
+      return limiter.stored(check.merge(spec, { store = store, key = account, notify = notify }))
+    end
     if spec.dict == nil then return limiter.new(spec) end
     return limiter.shared(check.merge({ key = account }, spec))
   end

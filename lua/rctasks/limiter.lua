@@ -76,13 +76,6 @@ Stored.__name = "rctasks.limiter.stored"
 local STORED_OPTS = { store = "any", key = "string", limit = "number", window = "number", margin = "number",
                       notify = "function" }
 
-local function member_id()
-  local f = io.open("/dev/urandom", "rb")
-  local b = f and f:read(6) or tostring({})
-  if f then f:close() end
-  return (b:gsub(".", function(c) return string.format("%02x", c:byte()) end))
-end
-
 -- stored{ store =, key = "account hash", limit = 400, window = 60, margin = min(1, 5% of window),
 --         notify = function(kind, message_or_nil) }
 function M.stored(opts)
@@ -95,7 +88,7 @@ function M.stored(opts)
   local margin = opts.margin or math.min(1, o.window * defaults.shared_margin)
   local key = "rl:" .. (opts.key or "default")
   return setmetatable({ store = opts.store, key = key, limit = o.limit, window = o.window + margin,
-    notify = opts.notify or function() end, members = 1, next_beat = -math.huge, me = member_id(),
+    notify = opts.notify or function() end, members = 1, next_beat = -math.huge, me = env.unique(),
     fallback = M.new{ limit = o.limit, window = o.window + margin } }, Stored)
 end
 
