@@ -1,7 +1,9 @@
 -- Provision a small but complete stack, each step waited out before the next: a subscription,
 -- two databases in it, an ACL Redis rule, a role granting it on both databases, and a user with
--- that role. Credentials from REDISCLOUD_ACCESS_KEY / REDISCLOUD_SECRET_KEY (and REDISCLOUD_URL):
--- `make demo` runs this against the local simulator, then examples/teardown.lua.
+-- that role. Credentials from REDISCLOUD_ACCESS_KEY / REDISCLOUD_SECRET_KEY (and REDISCLOUD_URL).
+-- With RCTASKS_JOURNAL naming a journal file, the pipeline is keyed "demo": rerun after a crash (or
+-- twice), it sends only what was not done yet. `make demo` runs it twice against the local
+-- simulator, then examples/teardown.lua.
 local rctasks = require "rctasks"
 
 local client = rctasks.default()
@@ -37,7 +39,8 @@ local r, err = client:pipeline({
     end },
   { name = "user", path = "/acl/users",
     body = { name = "demo-app", role = "demo-readers", password = "Demo-App-2026!" } },
-}, { timeout = 1800, interval = 0.2, on_progress = progress }) -- first poll soon, then doubling
+}, { timeout = 1800, interval = 0.2, on_progress = progress, -- first poll soon, then doubling
+     key = os.getenv("RCTASKS_JOURNAL") and "demo" or nil })
 if not r then
   io.stderr:write(tostring(err), "\n")
   os.exit(1)

@@ -20,7 +20,7 @@ local function sh(cmd, env)
   local out, err = os.tmpname(), os.tmpname()
   local vars = {}
   for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. quote(v) end
-  local line = "env -u REDISCLOUD_ACCESS_KEY -u REDISCLOUD_SECRET_KEY -u REDISCLOUD_URL " ..
+  local line = "env -u REDISCLOUD_ACCESS_KEY -u REDISCLOUD_SECRET_KEY -u REDISCLOUD_URL -u RCTASKS_JOURNAL " ..
     table.concat(vars, " ") .. " " .. cmd .. " >" .. out .. " 2>" .. err .. " </dev/null; echo $?"
   local p = io.popen(line)
   local rc = tonumber(p:read("*a"))
@@ -393,7 +393,7 @@ describe("rctasks journal", function()
     rc, _, err = rctasks("journal /nonexistent/journal")
     assert.equal(2, rc)
     assert.matches("cannot open journal '/nonexistent/journal'", err, 1, true)
-    rc, _, err = sh("env -u RCTASKS_JOURNAL " .. LUA .. " bin/rctasks journal")
+    rc, _, err = sh(LUA .. " bin/rctasks journal")
     assert.equal(2, rc)
     assert.matches("name a journal FILE (or set RCTASKS_JOURNAL)", err, 1, true)
     rc, out = sh("RCTASKS_JOURNAL=" .. quote(path) .. " " .. LUA .. " bin/rctasks journal")

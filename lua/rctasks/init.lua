@@ -34,7 +34,7 @@ end
 -- Client options from REDISCLOUD_ACCESS_KEY, REDISCLOUD_SECRET_KEY, REDISCLOUD_URL; a missing key raises.
 function M.env_options()
   return { api_key = required("REDISCLOUD_ACCESS_KEY"), secret_key = required("REDISCLOUD_SECRET_KEY"),
-           base_url = env.getenv("REDISCLOUD_URL") }
+           base_url = env.getenv("REDISCLOUD_URL"), journal = env.getenv("RCTASKS_JOURNAL") }
 end
 
 local default -- one per Lua state

@@ -236,16 +236,26 @@ local function keyed(exec, policy, method, path, o, deadline, J, it)
     return K.settle(t)
   end
   function K.replay(rec)
+    -- a resource may answer 404 for `grace` seconds after its create completed, not after a rerun
+    local ro = check.merge(o, { grace = math.max(0, o.grace - (core.time() - rec.at)) })
     local final = journal.final_task(rec)
+    local res, err
     if final then
       if o.on_update then o.on_update(final, nil) end
-      local f, res = resource.follow(exec, policy, method, path, final, o, deadline)
-      return f, res, rec.id
+      final, res = resource.follow(exec, policy, method, path, final, ro, deadline)
+      if final then return final, res, rec.id end
+      err = res
+    elseif not rec.resource then
+      return true -- done without a task (a delete found done, a tag)
+    else
+      res, err = resource.fetch(exec, policy, rec.resource, ro, deadline, nil, true)
+      if res then return true, res, rec.id end
     end
-    if not rec.resource then return true end -- done without a task (a delete found done, a tag)
-    local res, err = resource.fetch(exec, policy, rec.resource, o, deadline, nil, true)
-    if res == nil then return nil, err end
-    return true, res, rec.id
+    if err.status == 404 and rec.resource then
+      err.message = string.format("key '%s' completed, but its resource %s is gone (deleted since?): forget the "
+        .. "key (rctasks journal --forget) to create it again; %s", key, rec.resource, tostring(err.message))
+    end
+    return nil, err
   end
   function K.adopted(item, elem)
     local id = elem[it.family.listed.id]
