@@ -235,6 +235,23 @@ function M.init_get()
   return out(task_view(t))
 end
 
+-- A keyed run with the journal in the workers' shared dict (journal = true on a shdict store):
+-- POST /acl/redisRules named ?name=, keyed ?key=. Answers what it returned, and its worker.
+local journal_client
+function M.journal_run()
+  if not journal_client then
+    journal_client = rctasks.new{ api_key = os.getenv("RCTASKS_NGX_KEY"), secret_key = os.getenv("RCTASKS_NGX_SECRET"),
+      base_url = os.getenv("RCTASKS_NGX_URL"), store = require("rctasks.store.shdict").new(), journal = true }
+  end
+  local method, path = ngx.var.arg_method or "POST", ngx.var.arg_path or "/acl/redisRules"
+  local t, r = journal_client:run(method, path, { name = ngx.var.arg_name, redisRule = "+@read" },
+    { key = ngx.var.arg_key, interval = 0.05, max_interval = 0.2, jitter = 0,
+      timeout = tonumber(ngx.var.arg_timeout) or 20 })
+  if not t then return out({ err = err_view(r), worker = ngx.worker.id() }) end
+  return out({ task = type(t) == "table" and t.taskId or t, id = type(r) == "table" and r.id or nil,
+               worker = ngx.worker.id() })
+end
+
 function M.ping()
   ngx.header["Content-Length"] = 4
   ngx.print("pong")
