@@ -117,15 +117,28 @@ function Journal:forget(key)
   return true
 end
 
+-- Every key that starts with `under` with its value: in one read where the store can (a file is read whole
+-- at each operation), else key by key.
+local function entries(store, under)
+  if store.entries then return store:entries(under) end
+  local keys, err = store:keys(under)
+  if not keys then return nil, err end
+  local out = {}
+  for _, k in ipairs(keys) do
+    local v = store:get(k)
+    if v then out[k] = v end
+  end
+  return out
+end
+
 -- journal:claimed() -> set of the task ids some record of this account holds | nil, err. The
 -- crash window takes a task of the API's list only when no record claims it.
 function Journal:claimed()
-  local keys, err = self.store:keys(self.prefix)
-  if not keys then return failure("the journal could not be read", err) end
+  local all, err = entries(self.store, self.prefix)
+  if not all then return failure("the journal could not be read", err) end
   local ids = {}
-  for _, k in ipairs(keys) do
-    local s = self.store:get(k)
-    local r = s and decode(s)
+  for _, s in pairs(all) do
+    local r = decode(s)
     if r and r.task then ids[r.task] = true end
   end
   return ids
@@ -141,14 +154,13 @@ end
 -- Every record of every account in `store`: array of { account = hash, key =, record = } sorted
 -- by key, and the number of values under journal keys that are not records (the command line).
 function M.all(store)
-  local keys, err = store:keys("rct:")
-  if not keys then return nil, err end
+  local all, err = entries(store, "rct:")
+  if not all then return nil, err end
   local out, damaged = {}, 0
-  for _, k in ipairs(keys) do
+  for k, s in pairs(all) do
     local account, key = k:match("^rct:(%x+):j:(.+)$")
     if account then
-      local s = store:get(k)
-      local r = s and decode(s)
+      local r = decode(s)
       if r then out[#out + 1] = { account = account, key = key, record = r } else damaged = damaged + 1 end
     end
   end

@@ -193,9 +193,13 @@ function Store:budget_used(key, used, limit, window)
   end)
 end
 
--- Every live record (for `rctasks journal`): { [key] = value }.
-function Store:dump()
-  return txn(self, function(st) return nil, st.data end)
+-- Every live key under prefix with its value, from one read of the log: { [key] = value }.
+function Store:entries(prefix)
+  return txn(self, function(st)
+    local out = {}
+    for k, v in pairs(st.data) do if k:sub(1, #prefix) == prefix then out[k] = v end end
+    return nil, out
+  end)
 end
 
 return M

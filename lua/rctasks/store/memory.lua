@@ -7,6 +7,8 @@
 --   store:add(key, value, ttl)           -> true (added) | false (the key exists)
 --   store:delete(key)                    -> true
 --   store:keys(prefix)                   -> array of the live keys that start with prefix
+--   store:entries(prefix)                -> { [key] = value } of those keys, in one read (optional:
+--                                           the journal falls back to keys and get)
 --   store:lease(key, owner, ttl)         -> true (owner holds it: taken, or renewed) | false
 --   store:release(key, owner)            -> true (released only if owner held it)
 --   store:budget(key, limit, window)     -> 0 (go: counted) | seconds to wait: no window of
@@ -63,6 +65,12 @@ function Store:keys(prefix)
     if k:sub(1, #prefix) == prefix and live(self, k) ~= nil then out[#out + 1] = k end
   end
   table.sort(out)
+  return out
+end
+
+function Store:entries(prefix)
+  local out = {}
+  for _, k in ipairs(self:keys(prefix)) do out[k] = self.data[k] end
   return out
 end
 
