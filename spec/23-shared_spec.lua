@@ -181,4 +181,18 @@ describe("clients sharing a store", function()
     for _ = 1, 100 do if limiters[1]:acquire(fleet.t + 1) == 0 then sent = sent + 1 end end
     assert.is_true(sent >= 1 and sent <= 5, sent .. " sends: a quarter of the budget, 4 clients sharing it")
   end)
+
+  it("keeps to `share` of the budget when the store never answered (default a quarter), then limit/clients", function()
+    local down = { shared = true, budget = function() return nil, "down" end, set = function() return nil, "down" end,
+                   keys = function() return nil, "down" end, budget_used = function() return nil, "down" end }
+    for _, case in ipairs({ { nil, 100 }, { 0.5, 200 }, { 1, 400 } }) do
+      local l = rctasks.limiter.stored{ store = down, key = "acct", limit = 400, window = 10, margin = 0,
+                                        share = case[1] }
+      local sent = 0
+      for _ = 1, 1000 do if l:acquire(1000) == 0 then sent = sent + 1 end end
+      assert.equal(case[2], sent)
+    end
+    assert.has_error(function() rctasks.limiter.stored{ store = down, share = 0 } end,
+      "rctasks.limiter.stored: share must be in (0, 1]")
+  end)
 end)

@@ -36,6 +36,8 @@ return {
   -- The request budget: the API allows 400 requests a minute per account key.
   limiter = { limit = 400, window = 60 },
   shared_margin = 0.05,            -- a shared claim outlives its window by this share of it (at most 1 s)
+  fallback_share = 0.25,           -- of a shared budget, what a client keeps to while its store fails
+                                   -- before it ever saw how many clients share it (then: limit / clients)
 
   -- Background waits (rctasks.background): a record stays the wait's timeout plus this long.
   record_keep = 86400,

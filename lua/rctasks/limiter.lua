@@ -66,18 +66,19 @@ end
 -- the same store, nginx's workers (shdict) or every host on one Redis. The store makes each
 -- decision atomically: no window of `window` (+ margin) seconds holds more than `limit` sends from
 -- all of them together. When the store fails, a local limiter of this client's share of the
--- budget (the limit divided by the clients seen sharing it lately) takes over until it answers
--- again: never unlimited, never blocked for good; `notify` says so once each way.
+-- budget (the limit divided by the clients seen sharing it lately; `share` of it, a quarter by
+-- default, when it never answered) takes over until it answers again: never unlimited, never
+-- blocked for good; `notify` says so once each way.
 
 local Stored = {}
 Stored.__index = Stored
 Stored.__name = "rctasks.limiter.stored"
 
 local STORED_OPTS = { store = "any", key = "string", limit = "number", window = "number", margin = "number",
-                      notify = "function" }
+                      notify = "function", share = "number" }
 
 -- stored{ store =, key = "account hash", limit = 400, window = 60, margin = min(1, 5% of window),
---         notify = function(kind, message_or_nil) }
+--         notify = function(kind, message_or_nil), share = 0.25 }
 function M.stored(opts)
   opts = check.options(opts, STORED_OPTS, "rctasks.limiter.stored")
   if type(opts.store) ~= "table" or type(opts.store.budget) ~= "function" then
@@ -87,9 +88,11 @@ function M.stored(opts)
   whole_limit(o.limit, o.window, "rctasks.limiter.stored")
   local margin = opts.margin or math.min(1, o.window * defaults.shared_margin)
   local key = "rl:" .. (opts.key or "default")
+  local share = opts.share or defaults.fallback_share
+  if share <= 0 or share > 1 then check.fail("rctasks.limiter.stored: share must be in (0, 1]") end
   return setmetatable({ store = opts.store, key = key, limit = o.limit, window = o.window + margin,
-    notify = opts.notify or function() end, members = 1, next_beat = -math.huge, me = env.unique(),
-    fallback = M.new{ limit = o.limit, window = o.window + margin } }, Stored)
+    notify = opts.notify or function() end, members = 0, next_beat = -math.huge, me = env.unique(),
+    fallback = M.new{ limit = math.max(1, math.floor(o.limit * share)), window = o.window + margin } }, Stored)
 end
 
 -- Every quarter window: say this client shares the budget, and count who else does.
@@ -122,14 +125,14 @@ end
 -- X-Rate-Limit-Remaining: n. The shared window then holds at least limit - n sends.
 function Stored:remaining(n, now)
   if n ~= n or n < 0 then return end
-  self.fallback:remaining(math.floor(n / self.members), now)
+  self.fallback:remaining(math.floor(n / math.max(1, self.members)), now)
   self.store:budget_used(self.key, self.limit - math.min(n, self.limit), self.limit, self.window)
 end
 
 -- shared{ dict = "rctasks", key =, limit =, window =, margin = }: stored in nginx's shared dict.
 function M.shared(opts)
   opts = check.options(opts, { dict = "string", key = "string", limit = "number", window = "number",
-                               margin = "number" }, "rctasks.limiter.shared")
+                               margin = "number", share = "number" }, "rctasks.limiter.shared")
   local store, err = require("rctasks.store.shdict").new{ dict = opts.dict }
   if not store then check.fail("rctasks.limiter.shared: " .. err) end
   local o = {}
