@@ -28,7 +28,7 @@ local function stack(acct, journal, kill_at, name)
   local lines = {}
   for l in (sys.read(out) or ""):gmatch("[^\n]+") do
     local ok, v = pcall(cjson.decode, l)
-    lines[#lines + 1] = ok and v or { raw = l }
+    if ok and type(v) == "table" then lines[#lines + 1] = v end -- (a shell may add "Killed")
   end
   os.remove(out)
   return lines
