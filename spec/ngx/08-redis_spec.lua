@@ -63,7 +63,7 @@ describe("the Redis store inside nginx", function()
     return v
   end
 
-  it("passes every check of spec/21 over cosockets, for the memory and the redis store", function()
+  it("passes every check of spec/21 over cosockets, for the memory, file and redis stores", function()
     local status, v = srv:get("/store-spec", nil, 60)
     assert.equal(200, status, type(v) == "string" and v or H.log(srv))
     local ran = {}
@@ -73,6 +73,7 @@ describe("the Redis store inside nginx", function()
     end
     assert.is_true((ran.memory or 0) >= 6, "memory checks ran")
     assert.is_true((ran.redis or 0) >= 8, "redis checks ran")
+    assert.is_true((ran.file or 0) >= 6, "file checks ran (flock and fsync inside a worker)")
     assert.is_nil(H.log(srv):find("[error]", 1, true), H.log(srv))
   end)
 

@@ -21,8 +21,8 @@ local function client()
   return clients[u]
 end
 
--- spec/21 (the checks every store passes) run in this request: busted's describe, it and
--- before_each stood in for, luassert as `assert`, and ngx.sleep as the spec's sleep (it yields).
+-- spec/21 (the checks every store passes) run in this request: busted's describe, it,
+-- before_each and teardown stood in for, luassert as `assert`, and ngx.sleep as the spec's sleep (it yields).
 function M.store_spec()
   local chunk = assert(loadfile(assert(package.searchpath("21-store_spec", package.path))))
   local results, befores, names = {}, {}, {}
@@ -48,8 +48,11 @@ function M.store_spec()
     if m == "socket" then return { sleep = ngx.sleep } end
     return require((m:gsub("^helpers%.", ""))) -- staged flat: helpers/sys.lua is sys.lua
   end
+  local teardowns = {}
+  env.teardown = function(fn) teardowns[#teardowns + 1] = fn end
   setfenv(chunk, env)
   chunk()
+  for _, fn in ipairs(teardowns) do fn() end
   return out({ results = results, worker = ngx.worker.id() })
 end
 
