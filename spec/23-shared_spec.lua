@@ -182,6 +182,39 @@ describe("clients sharing a store", function()
     assert.is_true(sent >= 1 and sent <= 5, sent .. " sends: a quarter of the budget, 4 clients sharing it")
   end)
 
+  it("counts in its local share the sends the store allowed, only those, and keeps them as the share changes",
+     function()
+    local fleet = fleetmod.new()
+    local st = shared_store(fleet)
+    local down = false
+    local flaky = setmetatable({ shared = true }, { __index = function(_, k)
+      local f = st[k]
+      if type(f) ~= "function" then return f end
+      return function(_, ...) if down then return nil, "down" end return f(st, ...) end
+    end })
+    local a = rctasks.limiter.stored{ store = flaky, key = "acct", limit = 20, window = 10, margin = 0 }
+    local others = {}
+    for i = 1, 3 do
+      others[i] = rctasks.limiter.stored{ store = flaky, key = "acct", limit = 20, window = 10, margin = 0 }
+    end
+    local sent, refused = 0, 0
+    for _ = 1, 30 do -- a alone at first: the whole budget is its to spend, and the store refuses the rest
+      if a:acquire(fleet.t) == 0 then sent = sent + 1 else refused = refused + 1 end
+    end
+    assert.same({ 20, 10 }, { sent, refused })
+    for i = 1, 3 do others[i]:acquire(fleet.t + 1) end -- three more clients join: a's share is now 5
+    a.next_beat = -math.huge
+    a:acquire(fleet.t + 1)
+    assert.equal(4, a.members)
+    down = true -- its 20 sends (not the 10 refused ones) are in its share's log: nothing more this window
+    local wait = a:acquire(fleet.t + 2)
+    assert.is_true(wait > 0, "a sent its whole share already")
+    assert.is_true(wait <= 10 / 4, "it asks the store again within a quarter window, not " .. wait .. " s later")
+    local later = 0
+    for _ = 1, 50 do if a:acquire(fleet.t + 10.5) == 0 then later = later + 1 end end
+    assert.equal(5, later) -- a window on, its share of 5 and no more
+  end)
+
   it("keeps to `share` of the budget when the store never answered (default a quarter), then limit/clients", function()
     local down = { shared = true, budget = function() return nil, "down" end, set = function() return nil, "down" end,
                    keys = function() return nil, "down" end, budget_used = function() return nil, "down" end }

@@ -50,15 +50,27 @@ function Local:recent(now)
   return limit - lo
 end
 
+-- Count a send another limiter allowed (the shared budget): the oldest slot goes, full or not.
+function Local:note(now)
+  self.log[self.head] = now
+  self.head = self.head % self.limit + 1
+end
+
+-- The same log under another limit: the youngest sends carry over, so a client whose share shrinks
+-- waits for what it already sent, and one whose share grows does not start from nothing.
+function Local:resized(limit, now)
+  local r = setmetatable({ limit = limit, window = self.window, log = {}, head = 1, held = self.held }, Local)
+  local n = math.min(self:recent(now), limit)
+  for i = n, 1, -1 do r:note(self.log[(self.head - 1 - i) % self.limit + 1]) end
+  return r
+end
+
 -- The server says n requests remain in its window (others share the key): the log is made to
 -- hold limit - n recent sends, so at 0 nothing goes until the window has passed.
 function Local:remaining(n, now)
   if n ~= n or n < 0 then return end
   local used = self.limit - math.min(n, self.limit)
-  for _ = self:recent(now) + 1, used do -- overwrite the oldest slots: they are outside the window
-    self.log[self.head] = now
-    self.head = self.head % self.limit + 1
-  end
+  for _ = self:recent(now) + 1, used do self:note(now) end -- the oldest slots are outside the window
 end
 
 ------------------------------------------------------------------------------------------------
@@ -95,16 +107,18 @@ function M.stored(opts)
     fallback = M.new{ limit = math.max(1, math.floor(o.limit * share)), window = o.window + margin } }, Stored)
 end
 
--- Every quarter window: say this client shares the budget, and count who else does.
+-- Every quarter window: say this client shares the budget, and count who else does. A client
+-- stays counted for two windows: one that sleeps through a wait longer than a window still has its
+-- share kept for it when the store fails.
 function Stored:beat(now)
   if now < self.next_beat then return end
   self.next_beat = now + self.window / 4
   local st = self.store
-  if st:set(self.key .. ":m:" .. self.me, "1", self.window) then
+  if st:set(self.key .. ":m:" .. self.me, "1", 2 * self.window) then
     local members = st:keys(self.key .. ":m:")
     if members and #members > 0 and #members ~= self.members then
       self.members = #members
-      self.fallback = M.new{ limit = math.max(1, math.floor(self.limit / self.members)), window = self.window }
+      self.fallback = self.fallback:resized(math.max(1, math.floor(self.limit / self.members)), now)
     end
   end
 end
@@ -115,10 +129,12 @@ function Stored:acquire(now)
   if wait == nil then
     self.notify("budget", "the shared request budget is unreachable (" .. tostring(err) .. "): this client "
       .. "keeps to " .. self.fallback.limit .. " requests per " .. self.window .. " s until it answers")
-    return self.fallback:acquire(now)
+    -- asked again within a quarter window: sharing resumes soon after the store does
+    return math.min(self.fallback:acquire(now), self.window / 4)
   end
   self.notify("budget", nil)
-  self.fallback:acquire(now) -- the local share keeps counting, so a fallback starts from the truth
+  -- the local share counts every send the store allowed, so a fallback starts from the truth
+  if wait == 0 then self.fallback:note(now) end
   return wait
 end
 
