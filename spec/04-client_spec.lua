@@ -195,4 +195,13 @@ describe("the default client", function()
       "REDISCLOUD_URL=http://127.0.0.1:9/v1", 'local c = require("rctasks").default(); print(c.base_url)')
     assert.equal("http://127.0.0.1:9/v1\n", out)
   end)
+
+  it("refuses a REDISCLOUD_URL holding CR, LF or a space, as it refuses such a base_url", function()
+    for _, url in ipairs({ [["$(printf 'https://api.redislabs.com/v1\r\nX-Evil:1')"]],
+                           "'https://api.redislabs.com /v1'", [["$(printf 'https://api.redislabs.com/v1\t')"]] }) do
+      local out = child("REDISCLOUD_ACCESS_KEY=access-key-1 REDISCLOUD_SECRET_KEY=secret-key-1 REDISCLOUD_URL=" .. url,
+        'print(pcall(require("rctasks").default))')
+      assert.matches("^false\t.*base_url contains a control character or a space", out)
+    end
+  end)
 end)

@@ -302,6 +302,19 @@ describe("rctasks CLI", function()
     end
   end)
 
+  it("shows and waits on a task whose fields are named like the task's methods", function()
+    local a = account()
+    local id = sim.task(a.key, {})
+    served(a, id, ',"status":"processing-completed","ok":false,"failed":"yes","link":7,"resource_id":[1],'
+      .. '"error_message":{},"response":{"resourceId":5}')
+    for _, args in ipairs({ "get " .. id, "get " .. id .. " --json", "wait " .. id, "wait " .. id .. " --json" }) do
+      local rc, out, err = rctasks(args, a.env)
+      assert.equal(0, rc, args .. ": " .. err)
+      assert.is_nil(err:find("traceback", 1, true), args)
+      assert.matches("processing-completed", out, 1, true)
+    end
+  end)
+
   it("exits 4 with one line, no traceback, when the library cannot even load", function()
     local dir = os.tmpname()
     os.remove(dir)

@@ -304,6 +304,19 @@ describe("server text at the caps", function()
     assert.is_true(grew < 32 * 1024, ("heap grew %.0f KiB for a %.0f KiB body"):format(grew, #body / 1024))
   end)
 
+  it("finds the title of a 4 KiB or an 8 MiB 401 page of <title> and spaces at once (no freeze)", function()
+    for _, page in ipairs({ "<title>" .. (" "):rep(4089), -- one open tag and spaces: cubic for a backtracking match
+                            ("<title>  "):rep(932067) .. "<title>Gone</title>" }) do -- 8 MiB, the title past 4 KiB
+      local c = client({ { 401, page, { ["content-type"] = "text/html" } } }, { retry = false })
+      local t0 = os.clock()
+      local _, err = c:get(ID)
+      assert.is_true(os.clock() - t0 < 5, "took " .. (os.clock() - t0) .. " s of CPU") -- a freeze guard, not timing
+      assert.equal(401, err.status)
+      assert.matches("401", err.message, 1, true)
+      assert.is_nil(err.message:find("Gone", 1, true)) -- a title past the first 4 KiB is not looked for
+    end
+  end)
+
   it("quotes server text whole or by its size, never a cut piece", function()
     local loc = "https://evil.example/" .. ("A"):rep(1100)
     local c = client({ { 302, "", { location = loc } } })
