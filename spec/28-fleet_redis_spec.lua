@@ -96,7 +96,7 @@ describe("4 processes on one Redis", function()
         assert.equal(#ids, #got, "process " .. i .. " answered " .. #got .. " outcomes")
         for j, g in ipairs(got) do
           assert.equal(ids[j], g.id)
-          assert.equal(want[g.id].status, g.status, "process " .. i .. ", task " .. j)
+          assert.equal(want[g.id].status, g.status, "process " .. i .. ", task " .. j .. ": " .. cjson.encode(g))
           assert.equal(want[g.id].kind, g.kind)
           if want[g.id].rid then assert.equal(want[g.id].rid, g.rid) end
           g.at = nil

@@ -75,7 +75,7 @@ elseif mode == "wait" then
     local t = r.task or (r.err and r.err.task)
     local e = t and type(t.response) == "table" and type(t.response.error) == "table" and t.response.error
     say({ id = r.id, status = t and t.status, rid = t and t:resource_id(), etype = e and e.type,
-          kind = r.err and r.err.kind, at = now() })
+          kind = r.err and r.err.kind, why = r.err and tostring(r.err.message), at = now() })
   end
 elseif mode == "run" then
   local t, rule = client:run("POST", "/acl/redisRules", { name = env("MEMBER_NAME"), redisRule = "+@read" },
