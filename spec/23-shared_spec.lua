@@ -1,6 +1,6 @@
 -- Many clients of one account sharing a coordination store (played in one process: each client a
 -- coroutine on one virtual clock, see spec/helpers/fleet.lua; the same code runs across processes
--- and hosts on a Redis store, spec/24-redis_fleet_spec.lua): one poll per task however many wait
+-- and hosts on a Redis store, spec/28-fleet_redis_spec.lua): one poll per task however many wait
 -- on it, a poller that dies is replaced, every caller gets the same outcome, one request budget,
 -- and a store that fails makes nobody fail.
 local rctasks = require "rctasks"

@@ -19,12 +19,13 @@ local CONFIG_KEYS = { step = "number", provision = "number", lag = "number", rat
 
 local accounts = {}
 local next_account_id = 1000001
+local TIMES = 20000 -- request times kept per account (a ring): stats ?window= and ?since= read them
 
 local function account(key)
   local a = accounts[key]
   if a then return a end
   a = { key = key, id = next_account_id, cfg = { outcomes = {}, ends = {} }, tasks = {}, queue = {}, records = {},
-        busy_until = 0, faults = {}, inflight = 0, rl_start = -math.huge, rl_count = 0,
+        busy_until = 0, faults = {}, inflight = 0, rl_start = -math.huge, rl_count = 0, times = {}, t_head = 0,
         stats = { requests = 0, connections = 0, tls_handshakes = 0, by_route = {}, max_concurrent = 0,
                   rate_limited = 0, busy_refused = 0, faults = 0 } }
   for k, v in pairs(DEFAULTS) do a.cfg[k] = v end
@@ -114,6 +115,8 @@ end
 
 local function count(a, name)
   local s = a.stats
+  a.t_head = a.t_head % TIMES + 1
+  a.times[a.t_head] = ngx.now()
   s.requests = s.requests + 1
   s.by_route[name] = (s.by_route[name] or 0) + 1
   if ngx.var.connection_requests == "1" then
@@ -221,8 +224,32 @@ local function not_active(a, now)
   return n
 end
 
+-- The ring of request times, oldest first.
+local function times_of(a)
+  local out, n = {}, #a.times
+  for i = 1, n do out[i] = a.times[(a.t_head + i - 1) % n + 1] end
+  return out
+end
+
+-- The most requests any window of `w` seconds held (of the last TIMES), and when it opened.
+local function busiest(a, w)
+  local t, best, from, j = times_of(a), 0, nil, 1
+  for i = 1, #t do
+    while t[i] - t[j] >= w do j = j + 1 end
+    if i - j + 1 > best then best, from = i - j + 1, t[j] end
+  end
+  return { window = w, requests = best, from = from }
+end
+
 local function stats_view(a)
   local s, now = {}, ngx.now()
+  local w, since = tonumber(ngx.var.arg_window), tonumber(ngx.var.arg_since)
+  if w and w > 0 then s.busiest = busiest(a, w) end
+  if since then
+    s.times = {}
+    for _, t in ipairs(times_of(a)) do if t >= since then s.times[#s.times + 1] = t end end
+    s.times = util.array(s.times)
+  end
   for k, v in pairs(a.stats) do s[k] = v end
   s.by_route = next(a.stats.by_route) and a.stats.by_route or util.array({})
   s.faults_pending = #a.faults

@@ -146,7 +146,15 @@ end
 
 function M.faults(key, list) return control("POST", account_path(key) .. "/faults", { faults = list }) end
 
-function M.stats(key) return control("GET", account_path(key) .. "/stats") end
+-- The account's stats; q.window (seconds): also `busiest`, the most requests any window of that
+-- length held; q.since (epoch seconds): also `times`, the request times from then on.
+function M.stats(key, q)
+  local args = {}
+  for _, k in ipairs({ "window", "since" }) do
+    if q and q[k] then args[#args + 1] = k .. "=" .. string.format("%.6f", q[k]) end
+  end
+  return control("GET", account_path(key) .. "/stats" .. (#args > 0 and "?" .. table.concat(args, "&") or ""))
+end
 
 -- A task created directly (no resource): opts.commandType, outcome, resourceId, queue. Returns its id.
 function M.task(key, opts) return control("POST", account_path(key) .. "/tasks", opts or {}).taskId end
