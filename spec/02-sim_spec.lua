@@ -604,6 +604,21 @@ describe("simulator", function()
       assert.has_error(function() sim.account({ refuse_busy = 1 }) end)
     end)
 
+    it("keeps the arrival times of the last time_log requests, 429s included, only when asked", function()
+      local a = sim.account({ time_log = 3, rate_limit = 2, rate_window = 60 })
+      local t0 = socket.gettime()
+      for _ = 1, 5 do req(a, "GET", "/tasks") end
+      local s = sim.stats(a.key)
+      assert.equal(3, s.rate_limited)
+      assert.equal(3, #s.times)
+      for i, t in ipairs(s.times) do
+        assert.is_true(t >= t0 - 1 and t <= socket.gettime() + 1, "an epoch time")
+        if i > 1 then assert.is_true(t >= s.times[i - 1], "oldest first") end
+      end
+      assert.is_nil(sim.stats(sim.account().key).times)
+      assert.has_error(function() sim.account({ time_log = "3" }) end)
+    end)
+
     it("counts the resources that exist and those ever created, by kind", function()
       local a = sim.account()
       local s = sim.stats(a.key)

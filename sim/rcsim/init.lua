@@ -10,12 +10,13 @@ local store = require "rcsim.store"
 local M = {}
 
 local DEFAULTS = { step = 0.5, lag = 0.1, rate_limit = 400, rate_window = 60, latency = 0, initialized = 0,
-                   refuse_busy = true, max_pending = 10 }
+                   refuse_busy = true, max_pending = 10, time_log = 0 }
 -- "number|false": a number, or false to turn the rule off.
 local CONFIG_KEYS = { step = "number", provision = "number", lag = "number", rate_limit = "number",
                       rate_window = "number", retry_after = "number", latency = "number", initialized = "number",
                       outcomes = "table", ends = "table", secret = "string", refuse_busy = "boolean",
-                      max_pending = "number|false" }
+                      max_pending = "number|false", time_log = "number" }
+local TIME_LOG_MAX = 100000 -- the most request times an account keeps (config time_log)
 
 local accounts = {}
 local next_account_id = 1000001
@@ -112,8 +113,27 @@ local function rate_limit(a, now)
   return r
 end
 
-local function count(a, name)
+-- The arrival times of the last cfg.time_log requests (a ring), for the benchmarks' worst windows.
+local function log_time(a, now)
+  local n = math.min(a.cfg.time_log, TIME_LOG_MAX)
+  if n < 1 then return end
+  local log = a.times
+  if not log or log.size ~= n then log = { size = n, head = 0, count = 0 }; a.times = log end
+  log.head = log.head % n + 1
+  log[log.head] = now
+  log.count = math.min(log.count + 1, n)
+end
+
+local function times_view(a)
+  local log, out = a.times, {}
+  if not log then return util.array(out) end
+  for i = 1, log.count do out[i] = log[(log.head - log.count + i - 1) % log.size + 1] end
+  return util.array(out)
+end
+
+local function count(a, name, now)
   local s = a.stats
+  log_time(a, now)
   s.requests = s.requests + 1
   s.by_route[name] = (s.by_route[name] or 0) + 1
   if ngx.var.connection_requests == "1" then
@@ -129,7 +149,7 @@ local function api(uri)
   local method = ngx.req.get_method()
   local now, base = ngx.now(), base_url()
   local name, run = engine.route(method, uri, a, now, base, TASK_ROUTES)
-  count(a, name)
+  count(a, name, now)
   a.secret = a.secret or secret
   if a.secret ~= secret then return ngx.exit(401) end
   local limited = rate_limit(a, now)
@@ -227,6 +247,7 @@ local function stats_view(a)
   s.by_route = next(a.stats.by_route) and a.stats.by_route or util.array({})
   s.faults_pending = #a.faults
   s.inflight = a.inflight
+  if a.cfg.time_log >= 1 then s.times = times_view(a) end
   s.waiting = tasks.waiting(a, now, math.huge)
   s.not_active = not_active(a, now)
   s.resources, s.created = census(a, now)
