@@ -125,8 +125,9 @@ if results["budget redis"] then
   local r = results["budget fault"]
   if r then
     p("")
-    p("Fault run: Redis down from %.1f s to %.1f s; the worst %d s window inside the outage held %d.", r.down, r.up,
-      B.window, r.worst_down)
+    p("Fault run: Redis down from %.1f s to %.1f s. The worst %d s window across the kill held %d, inside the",
+      r.down, r.up, B.window, r.worst_kill)
+    p("outage (the local shares alone) %d, across the restart (an empty log) %d.", r.worst_down, r.worst_restart)
   end
   p("")
   local s, n = results["budget redis"], results["budget none"]

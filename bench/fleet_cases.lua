@@ -16,6 +16,17 @@ function M.worst_window(times, w)
   return worst
 end
 
+function M.between(times, from, to)
+  local l = {}
+  for _, t in ipairs(times) do if t >= from and t < to then l[#l + 1] = t end end
+  return l
+end
+
+-- The most of `times` (sorted) inside any window [t, t + w) that holds the moment `at`.
+function M.worst_across(times, w, at)
+  return M.worst_window(M.between(times, at - w, at + w), w)
+end
+
 function M.percentile(list, p)
   if #list == 0 then return nil end
   local s = {}
@@ -56,12 +67,13 @@ function M.budget(S, mode, ngx_base)
     url = E.SIM_URL, redis = mode ~= "none" and E.REDIS_URL or "", limit = S.limit, window = S.window, id = id,
     start = start, seconds = S.seconds })
   assert(status == 202, "the budget nginx took the job")
-  local down, up
+  local down, up, restart
   if mode == "fault" then
     E.sleep_until(start + S.seconds / 3)
     down = socket.gettime()
     E.kill_redis()
     E.sleep_until(start + 2 * S.seconds / 3)
+    restart = socket.gettime()
     E.restart_redis()
     up = socket.gettime()
   end
@@ -87,12 +99,11 @@ function M.budget(S, mode, ngx_base)
   r.used = r.in_run / r.budget
   r.worst = M.worst_window(times, S.window)
   if down then
+    -- where the worst windows lie: across the kill, inside the outage, across the restart
     r.down, r.up = down - start, up - start
-    r.worst_down = M.worst_window((function()
-      local l = {}
-      for _, t in ipairs(times) do if t >= down and t < up then l[#l + 1] = t end end
-      return l
-    end)(), S.window)
+    r.worst_kill = M.worst_across(times, S.window, down)
+    r.worst_down = M.worst_window(M.between(times, down, restart), S.window)
+    r.worst_restart = M.worst_across(times, S.window, restart)
   end
   assert(r.requests > 0 and #times == st.requests, "the sim logged every request")
   return r
