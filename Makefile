@@ -14,7 +14,7 @@ HDR      := $(wildcard csrc/*.h)
 
 SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-.PHONY: all build deps test demo clean lint valgrind test-asan fuzz bench sim luarocks-check fuzz-ci
+.PHONY: all build deps test demo clean lint valgrind test-asan fuzz bench bench-fleet sim luarocks-check fuzz-ci
 
 all: build
 build: build/5.4/rctasks/core.so build/jit/rctasks/core.so
@@ -84,3 +84,9 @@ test-asan: build/asan/rctasks/core.so
 # Benchmarks against the alternatives: starts its own sim and nginx, writes bench/RESULTS.md.
 bench: deps build
 	@lua5.4 bench/run.lua $(BENCH_ARGS)
+
+# Fleet benchmarks (issue 12): budgets and watches shared through Redis by many processes and nginx
+# workers, Redis killed mid-run, 10,000 background waits; starts its own sim, redis and nginx; writes
+# the Fleet section of bench/RESULTS.md. BENCH_FLEET_ARGS=smoke=1 for the quick run.
+bench-fleet: deps build
+	@lua5.4 bench/fleet.lua $(BENCH_FLEET_ARGS)
