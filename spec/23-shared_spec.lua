@@ -215,6 +215,58 @@ describe("clients sharing a store", function()
     assert.equal(5, later) -- a window on, its share of 5 and no more
   end)
 
+  it("counts the clients that only read what another polls: when the store fails each keeps to limit / clients",
+     function()
+    local fleet = fleetmod.new()
+    local ends = { t1 = fleet.t + 60 }
+    local tr, st = fleet:transport(api(ends)), shared_store(fleet)
+    local down = false
+    local flaky = setmetatable({ shared = true }, { __index = function(_, k)
+      local f = st[k]
+      if type(f) ~= "function" then return f end
+      return function(_, ...) if down then return nil, "connection refused" end return f(st, ...) end
+    end })
+    local events = {}
+    for i = 1, 4 do
+      events[i] = {}
+      local c = client(fleet, tr, flaky, { limiter = { limit = 20, window = 10 },
+        on_event = function(kind, msg) if kind == "budget" then table.insert(events[i], msg or "back") end end })
+      fleet:spawn(function() assert(c:wait("t1", { timeout = 600 })) end, fleet.t + i * 0.1)
+    end
+    fleet:spawn(function() down = true end, fleet.t + 20)
+    fleet:spawn(function() down = false end, fleet.t + 40)
+    fleet:run()
+    for i = 1, 4 do -- the poller and the three that only read: each a quarter, each told once each way
+      assert.equal(2, #events[i], cjson.encode(events[i]))
+      assert.matches("keeps to 5 requests per", events[i][1], 1, true)
+      assert.equal("back", events[i][2])
+    end
+  end)
+
+  it("keeps each client to its share for a window after the store comes back, or is found emptied", function()
+    local fleet = fleetmod.new()
+    local st = shared_store(fleet)
+    local view = setmetatable({ shared = true }, { __index = function(_, k)
+      local f = st[k]
+      if type(f) ~= "function" then return f end
+      return function(_, ...) return f(st, ...) end
+    end })
+    local limiters = {}
+    for i = 1, 4 do
+      limiters[i] = rctasks.limiter.stored{ store = view, key = "acct", limit = 20, window = 10, margin = 0 }
+      limiters[i]:acquire(fleet.t)
+    end
+    for i = 1, 4 do limiters[i].next_beat = -math.huge; limiters[i]:acquire(fleet.t + 1) end -- each counts 4
+    st = shared_store(fleet) -- restarted without its data: the budget's log of the last window is gone
+    local function sends(l, at)
+      local n = 0
+      for _ = 1, 50 do if l:acquire(at) == 0 then n = n + 1 end end
+      return n
+    end
+    assert.equal(3, sends(limiters[1], fleet.t + 4)) -- its share of 5, less the 2 it sent this window
+    assert.is_true(sends(limiters[1], fleet.t + 15) > 5, "a window on, the store decides again")
+  end)
+
   it("keeps to `share` of the budget when the store never answered (default a quarter), then limit/clients", function()
     local down = { shared = true, budget = function() return nil, "down" end, set = function() return nil, "down" end,
                    keys = function() return nil, "down" end, budget_used = function() return nil, "down" end }

@@ -92,7 +92,16 @@ function Executor:seal(err) return errors.seal(err, self.redact) end
 function Executor:sleep(d, deadline)
   if deadline then d = math.min(d, deadline - self.now()) end
   if not (d > 0) then return end -- luacheck: ignore 581 (NaN must not sleep)
-  self.raw_sleep(math.min(d, MAX_SLEEP))
+  -- at least 1 ms: Debian's nginx warns at every ngx.sleep(0) (no delayed-events patch), and a
+  -- budget wait shorter than that would ask the store again at once
+  self.raw_sleep(math.min(math.max(d, 0.001), MAX_SLEEP))
+end
+
+-- Say this client is still there (a shared budget counts its clients): poll rounds that send
+-- nothing, such as a follower's reads of what another caller polled, call it.
+function Executor:present()
+  local limiter = self.limiter
+  if limiter and limiter.beat then limiter:beat(self.now()) end
 end
 
 -- Wait for the limiter's go, never past the deadline. Returns nil, or a timeout error.

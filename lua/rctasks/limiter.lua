@@ -28,13 +28,18 @@ function M.new(opts)
   return setmetatable({ limit = o.limit, window = o.window, log = {}, head = 1, held = 0 }, Local)
 end
 
-function Local:acquire(now)
+-- 0 when a send may go now, else the seconds until one may; counts nothing.
+function Local:room(now)
   if now < self.held then return self.held - now end
   local oldest = self.log[self.head]
   if oldest and oldest > now - self.window then return oldest + self.window - now end
-  self.log[self.head] = now
-  self.head = self.head % self.limit + 1
   return 0
+end
+
+function Local:acquire(now)
+  local wait = self:room(now)
+  if wait == 0 then self:note(now) end
+  return wait
 end
 
 -- How many logged sends are younger than the window. The ring read from `head` is oldest first
@@ -104,35 +109,62 @@ function M.stored(opts)
   if share <= 0 or share > 1 then check.fail("rctasks.limiter.stored: share must be in (0, 1]") end
   return setmetatable({ store = opts.store, key = key, limit = o.limit, window = o.window + margin,
     notify = opts.notify or function() end, members = 0, next_beat = -math.huge, me = env.unique(),
+    failed = false, settle_until = -math.huge, beat_at = nil,
     fallback = M.new{ limit = math.max(1, math.floor(o.limit * share)), window = o.window + margin } }, Stored)
+end
+
+-- The store failed, or answered again. Back from a failure, or found to have lost what it held
+-- (restarted, flushed), its log no longer holds the sends of the last window: for one window each
+-- client keeps to its local share as well, so that window holds no more than the shares together.
+function Stored:failing(err)
+  self.failed = true
+  self.notify("budget", "the shared request budget is unreachable (" .. tostring(err) .. "): this client "
+    .. "keeps to " .. self.fallback.limit .. " requests per " .. self.window .. " s until it answers")
+end
+
+function Stored:answered(now)
+  if self.failed then self.failed, self.settle_until = false, now + self.window end
+  self.notify("budget", nil)
 end
 
 -- Every quarter window: say this client shares the budget, and count who else does. A client
 -- stays counted for two windows: one that sleeps through a wait longer than a window still has its
--- share kept for it when the store fails.
+-- share kept for it when the store fails. Clients that only read what another polls beat too
+-- (executor:present()): they poll alone when the store fails, so they need their share then.
 function Stored:beat(now)
   if now < self.next_beat then return end
   self.next_beat = now + self.window / 4
-  local st = self.store
-  if st:set(self.key .. ":m:" .. self.me, "1", 2 * self.window) then
-    local members = st:keys(self.key .. ":m:")
-    if members and #members > 0 and #members ~= self.members then
-      self.members = #members
-      self.fallback = self.fallback:resized(math.max(1, math.floor(self.limit / self.members)), now)
-    end
+  local st, mine = self.store, self.key .. ":m:" .. self.me
+  if self.beat_at and now - self.beat_at < 2 * self.window and not self.failed then
+    if st:get(mine) == false then self.settle_until = now + self.window end -- the store lost it
+  end
+  local ok, err = st:set(mine, "1", 2 * self.window)
+  if not ok then return self:failing(err) end
+  self:answered(now)
+  self.beat_at = now
+  local members = st:keys(self.key .. ":m:")
+  if members and #members > 0 then self.members = #members end
+  -- the share grows only once the store has counted for a whole window: the first clients back
+  -- after a failure would see too few others, and take more than their share while settling
+  local share = self.members > 0 and math.max(1, math.floor(self.limit / self.members)) or self.fallback.limit
+  if share < self.fallback.limit or (share > self.fallback.limit and not self.failed and now >= self.settle_until) then
+    self.fallback = self.fallback:resized(share, now)
   end
 end
 
 function Stored:acquire(now)
   self:beat(now)
+  -- asked again within a quarter window: sharing resumes soon after the store does
+  if self.failed or now < self.settle_until then
+    local wait = self.fallback:room(now)
+    if wait > 0 then return math.min(wait, self.window / 4) end
+  end
   local wait, err = self.store:budget(self.key, self.limit, self.window)
   if wait == nil then
-    self.notify("budget", "the shared request budget is unreachable (" .. tostring(err) .. "): this client "
-      .. "keeps to " .. self.fallback.limit .. " requests per " .. self.window .. " s until it answers")
-    -- asked again within a quarter window: sharing resumes soon after the store does
+    self:failing(err)
     return math.min(self.fallback:acquire(now), self.window / 4)
   end
-  self.notify("budget", nil)
+  self:answered(now)
   -- the local share counts every send the store allowed, so a fallback starts from the truth
   if wait == 0 then self.fallback:note(now) end
   return wait

@@ -211,6 +211,7 @@ function M.shared_batch(board, o, notify, caller)
   end
   -- (the scheduler of rctasks.background adds its own hooks to these)
   return function(exec, deadline, pending)
+    exec:present()
     local ids = {}
     for i, w in ipairs(pending) do ids[i] = w.id end
     local ok, err = board:interest(ids, board.lease_ttl * 3)
