@@ -85,7 +85,7 @@ function M.run(exec, policy, o, deadline, watches, batch, hooks)
     end
   end
   add(watches)
-  local batch_fails = 0
+  local batch_fails, cut = 0, nil
   while #pending > 0 or hooks.refill do
     if hooks.refill then
       local more = hooks.refill()
@@ -116,6 +116,7 @@ function M.run(exec, policy, o, deadline, watches, batch, hooks)
       local err = covered
       if err.kind == "timeout" then
         timed_out, singles = true, {}
+        if exec.now() < deadline then cut = err end -- cut short: the budget would not wait past it
       elseif err.retryable and policy:server_delay(err) ~= false then
         batch_fails, singles = batch_fails + 1, {} -- every pending watch waits through it, and a timeout names it
         for _, w in ipairs(pending) do w.failed = err end
@@ -129,6 +130,7 @@ function M.run(exec, policy, o, deadline, watches, batch, hooks)
         observe(w, v)
       elseif perr.kind == "timeout" then
         timed_out = true
+        if exec.now() < deadline then cut = perr end
       elseif failure(w, perr, exec.now(), policy) then
         retrying(w.fails, perr)
       end
@@ -151,6 +153,7 @@ function M.run(exec, policy, o, deadline, watches, batch, hooks)
     exec:sleep(d, deadline)
   end
   for _, w in ipairs(pending) do
+    w.failed = w.failed or cut -- what ended the wait before its deadline: a budget that would pass it
     w.done, w.err = true, w:expired(o)
     if hooks.done then hooks.done(w) end
   end
