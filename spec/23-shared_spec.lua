@@ -267,6 +267,17 @@ describe("clients sharing a store", function()
     assert.is_true(sends(limiters[1], fleet.t + 15) > 5, "a window on, the store decides again")
   end)
 
+  it("lets others run every 256 tasks of a long round (inside nginx: a 1 ms sleep)", function()
+    local fleet = fleetmod.new()
+    local pauses = 0
+    local b = require("rctasks.board").new(shared_store(fleet), "acct",
+                                           { lease = 35, pause = function() pauses = pauses + 1 end })
+    local ids = {}
+    for i = 1, 1000 do ids[i] = "t" .. i end
+    assert.is_true(b:interest(ids, 60))
+    assert.equal(3, pauses) -- 1000 interests: after the 256th, 512th and 768th
+  end)
+
   it("keeps to `share` of the budget when the store never answered (default a quarter), then limit/clients", function()
     local down = { shared = true, budget = function() return nil, "down" end, set = function() return nil, "down" end,
                    keys = function() return nil, "down" end, budget_used = function() return nil, "down" end }

@@ -17,11 +17,19 @@ local Board = {}
 Board.__index = Board
 
 -- board.new(store, account, { lease = seconds (a new leader's first hold), margin = seconds,
---                             scrub = function(string) -> string })
+--                             scrub = function(string) -> string, pause = function() })
+-- pause: lets others run in the middle of a long round (inside nginx a 1 ms sleep, so a worker
+-- watching 10,000 tasks still answers its requests); called every 256 tasks a round goes through.
 function M.new(store, account, opts)
   return setmetatable({ store = store, prefix = "rct:" .. account .. ":", me = env.unique(), lease_ttl = opts.lease,
-                        margin = opts.margin or 5,
+                        margin = opts.margin or 5, pause = opts.pause or function() end, paced = 0,
                         scrub = opts.scrub or function(s) return s end, callers = 0 }, Board)
+end
+
+-- One more task gone through in a round: every 256th, let others run.
+function Board:breathe()
+  self.paced = self.paced + 1
+  if self.paced % 256 == 0 then self.pause() end
 end
 
 -- A caller of the board: each wait is one (waits of one client run side by side inside nginx), with
@@ -36,6 +44,7 @@ function Board:interest(ids, ttl)
   for _, id in ipairs(ids) do
     local ok, err = self.store:set(self.prefix .. "w:" .. id, "1", ttl)
     if not ok then return nil, err end
+    self:breathe()
   end
   return true
 end

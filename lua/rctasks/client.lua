@@ -176,7 +176,7 @@ function M.new(opts)
   local self = setmetatable({ base_url = base }, Client)
   local shared = store and store.shared and { notify = notify, board = board.new(store, account,
     { lease = defaults.wait.max_interval + defaults.wait.lease_margin, margin = defaults.wait.lease_margin,
-      scrub = exec.redact }) } or nil
+      scrub = exec.redact, pause = ngx and function() ngx.sleep(0.001) end }) } or nil
   local jstore = make_journal_store(opts.journal, store)
   -- the journal's store also holds the locks: one run per key, one change per subscription
   local locks = jstore and guard.new(jstore, account, notify)

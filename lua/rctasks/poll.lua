@@ -231,6 +231,7 @@ function M.shared_batch(board, o, notify, caller)
     local seen = {}
     if not leads then
       for _, id in ipairs(ids) do
+        board:breathe()
         local e = board:read(caller, id)
         if e then seen[id] = e.task or errors.new(e.error.kind or "http", e.error) end
       end
@@ -242,13 +243,17 @@ function M.shared_batch(board, o, notify, caller)
     local all, todo, mine, now = board:watched() or ids, {}, {}, board:now()
     local function settled(e) return e and (e.done or now - e.at < o.interval) end
     for _, id in ipairs(ids) do
+      board:breathe()
       mine[id] = true
       local e = board:read(caller, id)
       if e then seen[id] = e.task or errors.new(e.error.kind or "http", e.error) end
       if not settled(e or board:peek(id)) then todo[#todo + 1] = id end
     end
     for _, id in ipairs(all) do
-      if not mine[id] and not settled(board:peek(id)) then todo[#todo + 1] = id end
+      if not mine[id] then
+        board:breathe()
+        if not settled(board:peek(id)) then todo[#todo + 1] = id end
+      end
     end
     local results = {}
     if #todo > o.list_above then
@@ -265,6 +270,7 @@ function M.shared_batch(board, o, notify, caller)
     end
     for _, id in ipairs(todo) do
       local r = results[id]
+      board:breathe()
       if r ~= nil then
         if errors.is(r) then board:publish(id, nil, r, o.timeout) else board:publish(id, r, nil, o.timeout) end
         if mine[id] then board:read(caller, id) end -- (its own publish is no news to this caller)
