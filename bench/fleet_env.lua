@@ -5,21 +5,11 @@ local socket = require "socket"
 local cjson = require "cjson"
 local sim = require "helpers.sim"
 local sys = require "helpers.sys"
+local lib = require "lib"
 
 local M = {}
 
-function M.sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  local ok = p:close()
-  return ok, out
-end
-
-function M.must(cmd)
-  local ok, out = M.sh(cmd)
-  if not ok then error("bench/fleet: `" .. cmd .. "` failed:\n" .. out, 2) end
-  return out
-end
+M.sh, M.must = lib.sh, lib.must
 
 M.read = sys.read
 
@@ -71,14 +61,7 @@ function M.restart_redis()
   M.must(M.ROOT .. "/scripts/redis start " .. M.REDIS_DIR .. " --port " .. M.REDIS_PORT)
 end
 
-local function wait_port(port)
-  for _ = 1, 200 do
-    local c = socket.connect("127.0.0.1", port)
-    if c then c:close(); return true end
-    socket.sleep(0.025)
-  end
-  error("bench/fleet: nothing listens on port " .. port)
-end
+local wait_port = lib.wait_port
 
 -- An nginx of bench/nginx/fleet.conf.in: returns its base URL.
 function M.start_nginx(name, workers, dict)

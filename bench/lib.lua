@@ -1,5 +1,6 @@
--- Shared by the bench cases: clocks, argument parsing, the result line the runner reads, and the
--- realistic task bodies every decoder is fed. Cases are separate processes started by bench/run.lua.
+-- Shared by the bench cases and runners: clocks, argument parsing, the result line the runner reads,
+-- shell commands and ports, and the realistic task bodies every decoder is fed. Cases are separate
+-- processes started by bench/run.lua and bench/fleet.lua.
 local M = {}
 
 local ok_core, core = pcall(require, "rctasks.core")
@@ -11,6 +12,30 @@ M.cpu = os.clock -- process CPU seconds: steadier than wall time on a shared mac
 M.wall = ok_socket and socket.gettime or os.time -- epoch seconds, comparable with the sim's timestamps
 
 -- key=value arguments: `lua bench/x.lua impl=rctasks n=100` -> { impl = "rctasks", n = 100 }.
+-- sh(cmd) -> ok, what it printed (stdout and stderr); must(cmd) -> what it printed, or raises.
+function M.sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("*a")
+  local ok = p:close()
+  return ok, out
+end
+
+function M.must(cmd)
+  local ok, out = M.sh(cmd)
+  if not ok then error("bench: `" .. cmd .. "` failed:\n" .. out, 2) end
+  return out
+end
+
+-- Wait (up to 5 s) until something listens on the loopback port.
+function M.wait_port(port)
+  for _ = 1, 200 do
+    local c = socket.connect("127.0.0.1", port)
+    if c then c:close(); return true end
+    socket.sleep(0.025)
+  end
+  error("bench: nothing listens on port " .. port)
+end
+
 function M.args(argv)
   local a = {}
   for _, s in ipairs(argv) do

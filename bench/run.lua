@@ -35,18 +35,7 @@ local S = SMOKE and {
 ------------------------------------------------------------------------------------------------
 -- Processes, files, servers
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  local ok = p:close()
-  return ok, out
-end
-
-local function must(cmd)
-  local ok, out = sh(cmd)
-  if not ok then error("bench: `" .. cmd .. "` failed:\n" .. out, 2) end
-  return out
-end
+local sh, must, wait_port = lib.sh, lib.must, lib.wait_port
 
 
 local function writefile(path, s, mode)
@@ -57,14 +46,6 @@ local function writefile(path, s, mode)
 end
 
 
-local function wait_port(port)
-  for _ = 1, 200 do
-    local c = socket.connect("127.0.0.1", port)
-    if c then c:close(); return true end
-    socket.sleep(0.025)
-  end
-  error("bench: nothing listens on port " .. port)
-end
 
 local DIR = must("mktemp -d /tmp/rctasks-bench.XXXXXX"):match("%S+")
 local started = {} -- pid files of the nginx we started, stopped at the end whatever happens

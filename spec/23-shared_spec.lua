@@ -38,6 +38,19 @@ local function shared_store(fleet)
   return st
 end
 
+-- A store the clients share, read through current() (a spec may swap it for an emptied one); while
+-- down() says so, every call fails as an unreachable server's would.
+local function flaky(current, down)
+  return setmetatable({ shared = true }, { __index = function(_, k)
+    local f = current()[k]
+    if type(f) ~= "function" then return f end
+    return function(_, ...)
+      if down and down() then return nil, "connection refused" end
+      return f(current(), ...)
+    end
+  end })
+end
+
 local function client(fleet, tr, st, extra)
   local o = { api_key = KEY, secret_key = SECRET, base_url = "https://api.example.test/v1", transport = tr,
               now = fleet.now, sleep = fleet.sleep, store = st, limiter = false }
@@ -125,16 +138,9 @@ describe("clients sharing a store", function()
     local ends = { t1 = fleet.t + 60 }
     local tr, st = fleet:transport(api(ends)), shared_store(fleet)
     local down = true
-    local flaky = setmetatable({ shared = true }, { __index = function(_, k)
-      local f = st[k]
-      if type(f) ~= "function" then return f end
-      return function(_, ...)
-        if down then return nil, "connection refused" end
-        return f(st, ...)
-      end
-    end })
+    local store = flaky(function() return st end, function() return down end)
     local events = {}
-    local c = client(fleet, tr, flaky, { on_event = function(kind, msg) events[#events + 1] = { kind, msg } end })
+    local c = client(fleet, tr, store, { on_event = function(kind, msg) events[#events + 1] = { kind, msg } end })
     fleet:spawn(function() assert(c:wait("t1", { timeout = 600 })) end)
     fleet:spawn(function() down = false end, fleet.t + 20)
     fleet:run()
@@ -165,14 +171,10 @@ describe("clients sharing a store", function()
     local fleet = fleetmod.new()
     local st = shared_store(fleet)
     local down = false
-    local flaky = setmetatable({ shared = true }, { __index = function(_, k)
-      local f = st[k]
-      if type(f) ~= "function" then return f end
-      return function(_, ...) if down then return nil, "down" end return f(st, ...) end
-    end })
+    local store = flaky(function() return st end, function() return down end)
     local limiters = {}
     for i = 1, 4 do
-      limiters[i] = rctasks.limiter.stored{ store = flaky, key = "acct", limit = 20, window = 10, margin = 0 }
+      limiters[i] = rctasks.limiter.stored{ store = store, key = "acct", limit = 20, window = 10, margin = 0 }
       limiters[i]:acquire(fleet.t) -- each says it shares the budget
     end
     for i = 1, 4 do limiters[i].next_beat = -math.huge; limiters[i]:acquire(fleet.t) end -- and counts the others
@@ -187,15 +189,11 @@ describe("clients sharing a store", function()
     local fleet = fleetmod.new()
     local st = shared_store(fleet)
     local down = false
-    local flaky = setmetatable({ shared = true }, { __index = function(_, k)
-      local f = st[k]
-      if type(f) ~= "function" then return f end
-      return function(_, ...) if down then return nil, "down" end return f(st, ...) end
-    end })
-    local a = rctasks.limiter.stored{ store = flaky, key = "acct", limit = 20, window = 10, margin = 0 }
+    local store = flaky(function() return st end, function() return down end)
+    local a = rctasks.limiter.stored{ store = store, key = "acct", limit = 20, window = 10, margin = 0 }
     local others = {}
     for i = 1, 3 do
-      others[i] = rctasks.limiter.stored{ store = flaky, key = "acct", limit = 20, window = 10, margin = 0 }
+      others[i] = rctasks.limiter.stored{ store = store, key = "acct", limit = 20, window = 10, margin = 0 }
     end
     local sent, refused = 0, 0
     for _ = 1, 30 do -- a alone at first: the whole budget is its to spend, and the store refuses the rest
@@ -221,15 +219,11 @@ describe("clients sharing a store", function()
     local ends = { t1 = fleet.t + 60 }
     local tr, st = fleet:transport(api(ends)), shared_store(fleet)
     local down = false
-    local flaky = setmetatable({ shared = true }, { __index = function(_, k)
-      local f = st[k]
-      if type(f) ~= "function" then return f end
-      return function(_, ...) if down then return nil, "connection refused" end return f(st, ...) end
-    end })
+    local store = flaky(function() return st end, function() return down end)
     local events = {}
     for i = 1, 4 do
       events[i] = {}
-      local c = client(fleet, tr, flaky, { limiter = { limit = 20, window = 10 },
+      local c = client(fleet, tr, store, { limiter = { limit = 20, window = 10 },
         on_event = function(kind, msg) if kind == "budget" then table.insert(events[i], msg or "back") end end })
       fleet:spawn(function() assert(c:wait("t1", { timeout = 600 })) end, fleet.t + i * 0.1)
     end
@@ -246,11 +240,7 @@ describe("clients sharing a store", function()
   it("keeps each client to its share for a window after the store comes back, or is found emptied", function()
     local fleet = fleetmod.new()
     local st = shared_store(fleet)
-    local view = setmetatable({ shared = true }, { __index = function(_, k)
-      local f = st[k]
-      if type(f) ~= "function" then return f end
-      return function(_, ...) return f(st, ...) end
-    end })
+    local view = flaky(function() return st end)
     local limiters = {}
     for i = 1, 4 do
       limiters[i] = rctasks.limiter.stored{ store = view, key = "acct", limit = 20, window = 10, margin = 0 }
